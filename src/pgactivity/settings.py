@@ -1,0 +1,135 @@
+"""Settings: one frozen dataclass, read once from the environment and passed in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pgactivity.errors import ConfigurationError
+
+_HMAC_ALGORITHMS = ("HS256",)
+_PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
+
+
+def default_data_dir() -> Path:
+    """Where `serve` keeps its embedded PostgreSQL when DATABASE_URL is unset.
+
+    The user's data directory, except for root: PostgreSQL runs as another user
+    and must be able to reach the directory, so root's data stays out of /root.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/tmp/pgactivity")
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("pgactivity"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = field(default=None, repr=False)
+    jwt_algorithms: tuple[str, ...] = _HMAC_ALGORITHMS
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    org_claim: str = "org_id"
+
+    heartbeat_seconds: float = 30.0
+    snapshot_limit: int = 100
+    client_buffer_bytes: int = 8 * 1024 * 1024
+    client_buffer_events: int = 10_000
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    listener_ping_seconds: float = 5.0
+    shutdown_grace_seconds: float = 3.0
+    retention_days: float | None = None
+    cors_origins: tuple[str, ...] = ()
+
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_channel: str | None = None
+    slack_base_url: str | None = None
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    embedded_port: int = 54329
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        def number(name: str, default: float, *, minimum: float = 0) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
+            return value
+
+        public_key = get("PGACTIVITY_JWT_PUBLIC_KEY")
+        if public_key and not public_key.lstrip().startswith("-----"):
+            # A path to a PEM file rather than the PEM itself.
+            try:
+                public_key = Path(public_key).read_text()
+            except OSError as exc:
+                raise ConfigurationError(f"PGACTIVITY_JWT_PUBLIC_KEY: cannot read {public_key}: {exc}") from None
+        algorithms_raw = get("PGACTIVITY_JWT_ALGORITHMS")
+        if algorithms_raw:
+            algorithms = tuple(a.strip() for a in algorithms_raw.split(",") if a.strip())
+        else:
+            algorithms = _PUBLIC_KEY_ALGORITHMS if public_key else _HMAC_ALGORITHMS
+        allowed = _PUBLIC_KEY_ALGORITHMS if public_key else _HMAC_ALGORITHMS
+        bad = [a for a in algorithms if a not in allowed]
+        if bad:
+            raise ConfigurationError(
+                f"PGACTIVITY_JWT_ALGORITHMS: {', '.join(bad)} not allowed with "
+                f"{'a public key' if public_key else 'a shared secret'} (allowed: {', '.join(allowed)})"
+            )
+        retention = get("PGACTIVITY_RETENTION_DAYS")
+        data_dir = get("PGACTIVITY_DATA_DIR")
+        return cls(
+            database_url=get("DATABASE_URL"),
+            host=get("PGACTIVITY_HOST") or "127.0.0.1",
+            port=int(number("PGACTIVITY_PORT", 8000)),
+            jwt_secret=get("PGACTIVITY_JWT_SECRET"),
+            jwt_public_key=public_key,
+            jwt_algorithms=algorithms,
+            jwt_audience=get("PGACTIVITY_JWT_AUDIENCE"),
+            jwt_issuer=get("PGACTIVITY_JWT_ISSUER"),
+            org_claim=get("PGACTIVITY_ORG_CLAIM") or "org_id",
+            heartbeat_seconds=number("PGACTIVITY_HEARTBEAT_SECONDS", 30.0, minimum=0.05),
+            snapshot_limit=int(number("PGACTIVITY_SNAPSHOT_LIMIT", 100, minimum=1)),
+            client_buffer_bytes=int(number("PGACTIVITY_CLIENT_BUFFER_BYTES", 8 * 1024 * 1024, minimum=1024)),
+            client_buffer_events=int(number("PGACTIVITY_CLIENT_BUFFER_EVENTS", 10_000, minimum=1)),
+            pool_min_size=int(number("PGACTIVITY_POOL_MIN_SIZE", 1, minimum=1)),
+            pool_max_size=int(number("PGACTIVITY_POOL_MAX_SIZE", 10, minimum=1)),
+            listener_ping_seconds=number("PGACTIVITY_LISTENER_PING_SECONDS", 5.0, minimum=0.1),
+            shutdown_grace_seconds=number("PGACTIVITY_SHUTDOWN_GRACE_SECONDS", 3.0),
+            retention_days=number("PGACTIVITY_RETENTION_DAYS", 0) if retention else None,
+            cors_origins=tuple(o.strip() for o in (get("PGACTIVITY_CORS_ORIGINS") or "").split(",") if o.strip()),
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_channel=get("PGACTIVITY_SLACK_CHANNEL"),
+            slack_base_url=get("PGACTIVITY_SLACK_BASE_URL"),
+            data_dir=Path(data_dir) if data_dir else default_data_dir(),
+            embedded_port=int(number("PGACTIVITY_EMBEDDED_PORT", 54329)),
+            log_level=(get("PGACTIVITY_LOG_LEVEL") or "INFO").upper(),
+        )
+
+    @property
+    def jwt_configured(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
