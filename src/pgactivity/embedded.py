@@ -143,9 +143,20 @@ class EmbeddedPostgres:
         self._prepare()
         if not self.initialized():
             logger.info("initializing embedded PostgreSQL in %s", self.data_dir)
-            self._run(["initdb", "-D", str(self.data_dir), "-U", self.user, "--auth=trust",
-                       "--encoding=UTF8", "--no-instructions", *(["--no-sync"] if self.fast_unsafe else [])],
-                      timeout=180)
+            self._run(
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                    *(["--no-sync"] if self.fast_unsafe else []),
+                ],
+                timeout=180,
+            )
         running = self.running_port()
         if running is not None:
             self.port = running
@@ -164,8 +175,22 @@ class EmbeddedPostgres:
 
     def _pg_ctl_start(self) -> None:
         try:
-            self._run(["pg_ctl", "-D", str(self.data_dir), "-w", "-t", "60", "-l", str(self.log_file),
-                       "-o", self._server_options(), "start"], timeout=90)
+            self._run(
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self.data_dir),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    self._server_options(),
+                    "start",
+                ],
+                timeout=90,
+            )
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"embedded PostgreSQL failed to start: {exc.stdout}\n{self.tail_log()}") from exc
 

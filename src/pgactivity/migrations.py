@@ -81,8 +81,10 @@ def run_dbmate(conninfo: str, *args: str, capture: bool = True) -> str:
     """Run `dbmate <args>` against the database; raises MigrationError with dbmate's words."""
     cmd = [
         dbmate_binary(),
-        "--url", dbmate_url(conninfo),
-        "--migrations-dir", str(migrations_dir()),
+        "--url",
+        dbmate_url(conninfo),
+        "--migrations-dir",
+        str(migrations_dir()),
         "--no-dump-schema",
         *args,
     ]

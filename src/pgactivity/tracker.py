@@ -201,9 +201,7 @@ class AsyncActivityTracker:
     ) -> None:
         await self._execute(SQL_PROGRESS, (str(activity_id), message, progress))
 
-    async def track_complete(
-        self, activity_id: str, *, output_data: JSON = None, message: str | None = None
-    ) -> None:
+    async def track_complete(self, activity_id: str, *, output_data: JSON = None, message: str | None = None) -> None:
         await self._execute(SQL_COMPLETE, (str(activity_id), _json(output_data), message))
 
     async def track_fail(self, activity_id: str, *, error: str) -> None:

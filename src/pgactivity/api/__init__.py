@@ -1,0 +1,1 @@
+"""HTTP handlers, by resource. They authenticate, parse and hand over; nothing more."""

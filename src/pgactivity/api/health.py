@@ -1,0 +1,35 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Request, get
+from litestar.response import Response
+
+from pgactivity.api.common import runtime
+
+
+@get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="Database reachable and LISTEN connected")
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    rt = runtime(request)
+    checks: dict[str, Any] = {"listener": "connected" if rt.listener.connected else "disconnected"}
+    try:
+        async with asyncio.timeout(2):
+            async with rt.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    for name, error in rt.failed_tasks.items():
+        checks[f"task:{name}"] = f"died: {error}"
+    ready = checks["database"] == "ok" and rt.listener.connected and not rt.failed_tasks
+    return Response(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )

@@ -1,0 +1,87 @@
+"""The parts a running server is made of, wired once and shared by the handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from psycopg_pool import AsyncConnectionPool
+
+from pgactivity.auth import Authenticator
+from pgactivity.hub import Hub
+from pgactivity.listener import Listener
+from pgactivity.settings import Settings
+from pgactivity.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: AsyncConnectionPool
+    store: Store
+    hub: Hub
+    listener: Listener
+    authenticator: Authenticator
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    failed_tasks: dict[str, str] = field(default_factory=dict)
+    hub_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        if not settings.database_url:
+            raise ValueError("Runtime needs settings.database_url")
+        pool = AsyncConnectionPool(
+            settings.database_url,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            kwargs={"autocommit": True, "application_name": "pgactivity"},
+            timeout=10,
+            open=False,
+            name="pgactivity",
+        )
+        store = Store(pool)
+        hub = Hub(max_bytes=settings.client_buffer_bytes, max_events=settings.client_buffer_events)
+        listener = Listener(
+            settings.database_url, store, hub.publish, hub.has_clients, ping_seconds=settings.listener_ping_seconds
+        )
+        return cls(settings, pool, store, hub, listener, Authenticator(settings))
+
+    def start_task(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        """A named background task; if it dies, it is logged and /readyz fails."""
+
+        async def watched() -> None:
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failed_tasks[name] = repr(exc)
+                logger.exception("background task %s died", name)
+
+        self.tasks[name] = asyncio.create_task(watched(), name=f"pgactivity-{name}")
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            self.hub.heartbeat()
+
+    async def start(self) -> None:
+        self.hub_loop = asyncio.get_running_loop()
+        await self.pool.open()
+        self.start_task("listener", self.listener.run)
+        self.start_task("log-tail", self.listener.run_tail)
+        self.start_task("heartbeat", self.heartbeat)
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pool.close()

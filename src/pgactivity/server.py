@@ -1,0 +1,130 @@
+"""`pgactivity serve`: uvicorn around the app, with an embedded PostgreSQL when
+no DATABASE_URL is given, and a shutdown that ends the endless streams."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import psycopg
+import uvicorn
+
+from pgactivity import migrations
+from pgactivity.app import create_app
+from pgactivity.auth import mint_token, new_secret
+from pgactivity.embedded import EmbeddedPostgres
+from pgactivity.errors import ConfigurationError
+from pgactivity.runtime import Runtime
+from pgactivity.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEV_ORGANIZATION = "demo"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn waits for open responses before shutting down; SSE responses never
+    end on their own, so a shutdown signal first ends every stream."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        loop = self._runtime.hub_loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._runtime.hub.close_all)
+        super().handle_exit(sig, frame)
+
+
+def _persistent_secret(data_dir: Path) -> str:
+    path = data_dir / "jwt-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = new_secret()
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def _check_schema(url: str) -> None:
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT to_regclass('agent_activity_events') IS NOT NULL").fetchone()
+    except psycopg.OperationalError as exc:
+        raise ConfigurationError(f"cannot connect to DATABASE_URL: {exc}") from None
+    if not row or not row[0]:
+        raise ConfigurationError("the database has no pgactivity schema: run `pgactivity migrate up` first")
+
+
+def start_embedded(settings: Settings) -> tuple[Settings, EmbeddedPostgres]:
+    """Start (or reuse) the development PostgreSQL, migrate it, and make up a secret."""
+    embedded = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.embedded_port)
+    print(f"Starting embedded PostgreSQL in {embedded.data_dir} ...", flush=True)
+    embedded.start()
+    url = embedded.url("pgactivity")
+    migrations.migrate_up(url)
+    secret = settings.jwt_secret or _persistent_secret(settings.data_dir)
+    return settings.with_(database_url=url, jwt_secret=secret), embedded
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    host = host or settings.host
+    port = port if port is not None else settings.port
+    embedded: EmbeddedPostgres | None = None
+    try:
+        if settings.database_url is None:
+            settings, embedded = start_embedded(settings)
+            token = mint_token(settings, DEV_ORGANIZATION, subject="developer", ttl=30 * 86400)
+            print(
+                "\npgactivity development server (embedded PostgreSQL, do not use in production)\n"
+                f"  DATABASE_URL={settings.database_url}\n"
+                f"  dashboard:  http://{host}:{port}/?access_token={token}\n"
+                f"  stream:     curl -N -H 'Authorization: Bearer {token}' http://{host}:{port}/api/activity/stream\n"
+                f"  token:      {token}  (organization {DEV_ORGANIZATION!r}, valid 30 days)\n",
+                flush=True,
+            )
+        else:
+            if not settings.jwt_configured:
+                raise ConfigurationError(
+                    "DATABASE_URL is set but no JWT key is configured: set PGACTIVITY_JWT_SECRET "
+                    "(HS256) or PGACTIVITY_JWT_PUBLIC_KEY (RS256/ES256). Refusing to serve without auth."
+                )
+            assert settings.database_url is not None
+            _check_schema(settings.database_url)
+
+        runtime = Runtime.build(settings)
+        app = create_app(settings, runtime)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            access_log=False,  # access logs would carry ?access_token= query strings
+            log_config=None,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+            proxy_headers=True,
+        )
+        server = _Server(config, runtime)
+        # uvicorn re-raises the signal it caught once it is done; make that a no-op
+        # so that the embedded PostgreSQL below is stopped and the exit code is 0.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        return 0 if server.started else 1
+    finally:
+        if embedded is not None and embedded.started_here:
+            embedded.stop()
+
+
+def main_serve(settings: Settings, host: str | None, port: int | None) -> int:
+    try:
+        return serve(settings, host=host, port=port)
+    except ConfigurationError as exc:
+        print(f"pgactivity: {exc}", file=sys.stderr)
+        return 2
