@@ -1,0 +1,154 @@
+"""The real `pgactivity serve` process over real HTTP.
+
+`server` starts one process on the test's own database; `server_factory`
+starts more (two instances on one database, restarts). Logs go to a file
+under the test's tmp_path and are printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from pgactivity.embedded import free_port
+
+SECRET = "test-secret-with-enough-entropy-0123456789abcdef"
+
+
+def pgactivity_command() -> list[str]:
+    script = Path(sys.executable).parent / "pgactivity"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pgactivity.cli"]
+
+
+def make_token(org: str | None, *, secret: str = SECRET, ttl: float = 3600, claim: str = "org_id", **extra: Any) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"iat": now, "exp": now + int(ttl), **extra}
+    if org is not None:
+        claims[claim] = org
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@dataclass
+class ServerProcess:
+    db_url: str
+    port: int
+    log_path: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    exit_seconds: float | None = field(default=None)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self, org: str | None, **kwargs: Any) -> str:
+        return make_token(org, **kwargs)
+
+    def auth(self, org: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(org)}"}
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 30) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [*pgactivity_command(), "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pgactivity serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"pgactivity serve not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
+        """Send sig and wait; returns the seconds the process took to exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.exit_seconds = time.monotonic() - started
+        return self.exit_seconds
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+ServerFactory = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def server_factory(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    started: list[ServerProcess] = []
+
+    def factory(*, env: dict[str, str] | None = None, start: bool = True, wait_ready: bool = True) -> ServerProcess:
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("PGACTIVITY_") and k != "DATABASE_URL"}
+        base_env.update(
+            {
+                "DATABASE_URL": db_url,
+                "PGACTIVITY_JWT_SECRET": SECRET,
+                "PGACTIVITY_HEARTBEAT_SECONDS": "1",
+                "PGACTIVITY_LISTENER_PING_SECONDS": "1",
+                "PGACTIVITY_LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        base_env.update(env or {})
+        n = len(started)
+        srv = ServerProcess(db_url=db_url, port=free_port(), log_path=tmp_path / f"server-{n}.log", env=base_env)
+        started.append(srv)
+        if start:
+            srv.start(wait_ready=wait_ready)
+        return srv
+
+    yield factory
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for srv in started:
+        srv.stop(signal.SIGKILL if failed else signal.SIGTERM)
+        if failed:
+            sys.stderr.write(f"\n----- log of server on port {srv.port} -----\n{srv.log()}\n")
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> ServerProcess:
+    return server_factory()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
