@@ -23,7 +23,7 @@ CLOSED_SHUTDOWN = "shutdown"
 
 
 class Subscription:
-    """One client's place in the hub: a bounded queue of SSE bytes."""
+    """One client's place in the hub: a bounded queue of events (None is a heartbeat)."""
 
     __slots__ = (
         "_bytes",
@@ -46,19 +46,20 @@ class Subscription:
         # while the snapshot or replay is still being read: keep everything.
         self.after: int | None = None
         self.closed: str | None = None
-        self._queue: deque[tuple[int, bytes]] = deque()
+        self._queue: deque[LogEvent | None] = deque()
         self._bytes = 0
         self._waiter: asyncio.Future[None] | None = None
 
-    def offer(self, seq: int, data: bytes) -> bool:
+    def offer(self, event: LogEvent | None) -> bool:
         """Queue without waiting. False (and the client closed) when the buffer is full."""
         if self.closed is not None:
             return False
-        if self._queue and (self._bytes + len(data) > self.max_bytes or len(self._queue) >= self.max_events):
+        size = len(event.sse) if event is not None else len(HEARTBEAT)
+        if self._queue and (self._bytes + size > self.max_bytes or len(self._queue) >= self.max_events):
             self.close(CLOSED_SLOW)
             return False
-        self._queue.append((seq, data))
-        self._bytes += len(data)
+        self._queue.append(event)
+        self._bytes += size
         self._wake()
         return True
 
@@ -77,12 +78,9 @@ class Subscription:
     def start_after(self, seq: int) -> None:
         """The snapshot or replay covered everything up to seq: drop those from the buffer."""
         self.after = seq
-        while self._queue and 0 <= self._queue[0][0] <= seq:
-            _, data = self._queue.popleft()
-            self._bytes -= len(data)
 
-    async def next_chunk(self) -> bytes | None:
-        """Everything queued, as one write; None once the subscription is closed."""
+    async def next_batch(self) -> list[LogEvent | None] | None:
+        """Everything queued (None entries are heartbeats); None once the subscription is closed."""
         while not self._queue:
             if self.closed is not None:
                 return None
@@ -94,10 +92,10 @@ class Subscription:
         if self.closed is not None:
             return None
         after = self.after if self.after is not None else -1
-        parts = [data for seq, data in self._queue if seq < 0 or seq > after]
+        batch = [event for event in self._queue if event is None or event.seq > after]
         self._queue.clear()
         self._bytes = 0
-        return b"".join(parts)
+        return batch
 
 
 @dataclass
@@ -147,7 +145,7 @@ class Hub:
             slow: list[Subscription] = []
             for sub in clients:
                 if sub.filters.empty or sub.filters.matches(event.session_id, event.agent_type, event.category):
-                    if sub.offer(event.seq, event.sse):
+                    if sub.offer(event):
                         self.stats.delivered += 1
                     else:
                         slow.append(sub)
@@ -162,7 +160,7 @@ class Hub:
     def heartbeat(self) -> None:
         for clients in list(self._clients.values()):
             for sub in list(clients):
-                if not sub.offer(-1, HEARTBEAT):
+                if not sub.offer(None):
                     self.unsubscribe(sub)
 
     def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:

@@ -1,14 +1,7 @@
-"""GET /api/activity/stream: Server-Sent Events for the caller's organization.
-
-New clients get a snapshot, reconnecting clients (Last-Event-ID) get an exact
-replay from the log; both then go live with nothing lost or repeated. The
-client is subscribed to the hub *before* the snapshot or replay is read, and
-drops the buffered live events the snapshot or replay already covered.
-"""
+"""GET /api/activity/stream: Server-Sent Events for the caller's organization."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,17 +10,16 @@ from litestar.response import Stream
 
 from pgactivity.api.common import int_param, principal, runtime, text_param
 from pgactivity.auth import Principal
-from pgactivity.events import Filters, sse_frame
+from pgactivity.events import HEARTBEAT, Filters
 from pgactivity.runtime import Runtime
-from pgactivity.store import Gap
-
-logger = logging.getLogger(__name__)
+from pgactivity.session import activity_session
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
     "Connection": "keep-alive",
 }
+RETRY = b"retry: 2000\n\n"
 
 
 def stream_filters(request: Request[Any, Any, Any]) -> Filters:
@@ -45,46 +37,21 @@ def last_event_id(request: Request[Any, Any, Any]) -> int | None:
     return int_param(request, "lastEventId")
 
 
-async def event_stream(rt: Runtime, who: Principal, filters: Filters, last_id: int | None) -> AsyncIterator[bytes]:
-    org = who.organization_id
-    sub = rt.hub.subscribe(org, filters)
-    logger.info("stream opened", extra={"organization_id": org, "resume": last_id is not None})
-    try:
-        yield b"retry: 2000\n\n"
-        await rt.listener.track(org)
-        position: int | None = None
-        if last_id is not None and await rt.store.replayable(org, last_id):
-            position = last_id
-            try:
-                async for page in rt.store.replay(org, last_id):
-                    position = page[-1].seq
-                    chunk = b"".join(e.sse for e in page if filters.matches(e.session_id, e.agent_type, e.category))
-                    if chunk:
-                        yield chunk
-            except Gap:
-                position = None  # purged under us: fall back to a reset snapshot
-        if position is None:
-            snapshot = await rt.store.snapshot(org, filters, rt.settings.snapshot_limit, reset=last_id is not None)
-            position = snapshot.seq
-            yield sse_frame(snapshot.seq, snapshot.json)
-        sub.start_after(position)
-        while (live := await sub.next_chunk()) is not None:
-            if live:
-                yield live
-    finally:
-        rt.hub.unsubscribe(sub)
-        logger.info("stream closed", extra={"organization_id": org, "reason": sub.closed or "client"})
+async def sse_body(rt: Runtime, who: Principal, filters: Filters, last_id: int | None) -> AsyncIterator[bytes]:
+    yield RETRY
+    async for batch in activity_session(rt, who, filters, last_id):
+        yield b"".join(HEARTBEAT if event is None else event.sse for event in batch)
 
 
 @get("/api/activity/stream", summary="Live activity events (SSE)")
 async def activity_stream(request: Request[Any, Any, Any]) -> Stream:
-    """Server-Sent Events of the caller's organization: snapshot or replay, then live."""
+    """Server-Sent Events of the caller's organization: a snapshot (or, with Last-Event-ID, the
+    exact replay of what was missed), then live events. Filters: sessionId, agentType, category."""
     who = principal(request)
     filters = stream_filters(request)
     last_id = last_event_id(request)
-    rt = runtime(request)
     return Stream(
-        event_stream(rt, who, filters, last_id),
+        sse_body(runtime(request), who, filters, last_id),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

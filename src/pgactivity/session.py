@@ -1,0 +1,58 @@
+"""One client's view of its organization's events, whatever the transport.
+
+A new client gets a snapshot, a reconnecting one (Last-Event-ID) an exact
+replay from the log; both then go live with nothing lost or repeated. The
+client is subscribed to the hub *before* the snapshot or replay is read, and
+the live events it buffered meanwhile that the snapshot or replay already
+covered are dropped (Subscription.start_after). SSE and WebSocket handlers
+only frame what this yields.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from pgactivity.auth import Principal
+from pgactivity.events import Filters, LogEvent
+from pgactivity.runtime import Runtime
+from pgactivity.store import Gap
+
+logger = logging.getLogger(__name__)
+
+Batch = list[LogEvent | None]  # None: a heartbeat
+
+
+async def activity_session(
+    rt: Runtime, who: Principal, filters: Filters, last_id: int | None, *, transport: str = "sse"
+) -> AsyncIterator[Batch]:
+    org = who.organization_id
+    sub = rt.hub.subscribe(org, filters)
+    logger.info("stream opened", extra={"organization_id": org, "transport": transport, "resume": last_id is not None})
+    try:
+        await rt.listener.track(org)
+        position: int | None = None
+        if last_id is not None and await rt.store.replayable(org, last_id):
+            position = last_id
+            try:
+                async for page in rt.store.replay(org, last_id):
+                    position = page[-1].seq
+                    batch: Batch = [e for e in page if filters.matches(e.session_id, e.agent_type, e.category)]
+                    if batch:
+                        yield batch
+            except Gap:
+                position = None  # purged under us: fall back to a reset snapshot
+        if position is None:
+            snapshot = await rt.store.snapshot(org, filters, rt.settings.snapshot_limit, reset=last_id is not None)
+            position = snapshot.seq
+            yield [LogEvent.from_row(org, snapshot.seq, None, None, None, snapshot.json)]
+        sub.start_after(position)
+        while (live := await sub.next_batch()) is not None:
+            if live:
+                yield live
+    finally:
+        rt.hub.unsubscribe(sub)
+        logger.info(
+            "stream closed",
+            extra={"organization_id": org, "transport": transport, "reason": sub.closed or "client"},
+        )
