@@ -41,6 +41,7 @@ class Runtime:
             max_size=settings.pool_max_size,
             kwargs={"autocommit": True, "application_name": "pgactivity"},
             timeout=10,
+            check=AsyncConnectionPool.check_connection,  # drop connections a restart killed
             open=False,
             name="pgactivity",
         )
