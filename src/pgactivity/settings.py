@@ -53,6 +53,10 @@ class Settings:
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_channel: str | None = None
     slack_base_url: str | None = None
+    slack_start: str = "end"
+    slack_update_seconds: float = 1.0
+    slack_timeout_seconds: float = 10.0
+    slack_retry_max_seconds: float = 60.0
 
     data_dir: Path = field(default_factory=default_data_dir)
     embedded_port: int = 54329
@@ -97,6 +101,9 @@ class Settings:
                 f"PGACTIVITY_JWT_ALGORITHMS: {', '.join(bad)} not allowed with "
                 f"{'a public key' if public_key else 'a shared secret'} (allowed: {', '.join(allowed)})"
             )
+        slack_start = (get("PGACTIVITY_SLACK_START") or "end").lower()
+        if slack_start not in ("end", "beginning"):
+            raise ConfigurationError(f"PGACTIVITY_SLACK_START must be 'end' or 'beginning', got {slack_start!r}")
         retention = get("PGACTIVITY_RETENTION_DAYS")
         data_dir = get("PGACTIVITY_DATA_DIR")
         return cls(
@@ -122,6 +129,10 @@ class Settings:
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_channel=get("PGACTIVITY_SLACK_CHANNEL"),
             slack_base_url=get("PGACTIVITY_SLACK_BASE_URL"),
+            slack_start=slack_start,
+            slack_update_seconds=number("PGACTIVITY_SLACK_UPDATE_SECONDS", 1.0, minimum=0.1),
+            slack_timeout_seconds=number("PGACTIVITY_SLACK_TIMEOUT_SECONDS", 10.0, minimum=0.5),
+            slack_retry_max_seconds=number("PGACTIVITY_SLACK_RETRY_MAX_SECONDS", 60.0, minimum=0.1),
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             embedded_port=int(number("PGACTIVITY_EMBEDDED_PORT", 54329)),
             log_level=(get("PGACTIVITY_LOG_LEVEL") or "INFO").upper(),
@@ -130,6 +141,10 @@ class Settings:
     @property
     def jwt_configured(self) -> bool:
         return bool(self.jwt_secret or self.jwt_public_key)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_channel)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
