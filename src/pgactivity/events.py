@@ -43,6 +43,7 @@ class LogEvent:
     category: str | None
     json: str
     sse: bytes
+    committed_at: float | None = None  # epoch seconds of agent_activity_events.created_at, for the lag metric
 
     @classmethod
     def from_row(
@@ -53,8 +54,11 @@ class LogEvent:
         agent_type: str | None,
         category: str | None,
         payload: str,
+        committed_at: float | None = None,
     ) -> LogEvent:
-        return cls(organization_id, seq, session_id, agent_type, category, payload, sse_frame(seq, payload))
+        return cls(
+            organization_id, seq, session_id, agent_type, category, payload, sse_frame(seq, payload), committed_at
+        )
 
 
 def sse_frame(seq: int, data: str) -> bytes:

@@ -26,10 +26,10 @@ SQL_MIN_SEQ = "SELECT min(seq) FROM agent_activity_events WHERE organization_id 
 # The live tail of several organizations in one round trip, LIMIT per organization.
 SQL_TAIL = """
 SELECT e.organization_id, e.seq, e.payload->>'sessionId', e.payload->>'agentType',
-       e.payload->>'category', e.payload::text
+       e.payload->>'category', e.payload::text, extract(epoch FROM e.created_at)::float8
 FROM unnest(%s::text[], %s::bigint[]) AS c(org, after)
 CROSS JOIN LATERAL (
-    SELECT organization_id, seq, payload
+    SELECT organization_id, seq, payload, created_at
     FROM agent_activity_events
     WHERE organization_id = c.org AND seq > c.after
     ORDER BY seq
