@@ -14,7 +14,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from pgactivity import __version__
+from pgactivity.api.activities import get_activity, get_activity_events, search_activities
 from pgactivity.api.health import healthz, readyz
+from pgactivity.api.metrics import metrics
 from pgactivity.api.stream import activity_stream
 from pgactivity.errors import AuthenticationError, PgActivityError
 from pgactivity.runtime import Runtime
@@ -72,7 +74,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
 
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
     app = Litestar(
-        route_handlers=[activity_stream, healthz, readyz],
+        route_handlers=[
+            activity_stream,
+            search_activities,
+            get_activity,
+            get_activity_events,
+            healthz,
+            readyz,
+            metrics,
+        ],
         lifespan=[lifespan],
         exception_handlers={
             HTTPException: _http_error,

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
+from pgactivity import logs
 from pgactivity.errors import PgActivityError
 from pgactivity.settings import Settings
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    logs.configure(level, fmt)
+
+
+def _positive_days(raw: str) -> float:
+    try:
+        days = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if not days > 0 or days == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of days, got {raw!r}")
+    return days
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--org", required=True, help="organization id")
     token.add_argument("--sub", help="subject (user id)")
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds (default 3600)")
+
+    purge = sub.add_parser("purge", help="delete finished activities and log events older than DAYS (DATABASE_URL)")
+    purge.add_argument(
+        "--older-than", type=_positive_days, required=True, metavar="DAYS", help="age in days (fractions allowed)"
+    )
+    purge.add_argument("--batch-size", type=int, default=5000, help="rows per DELETE (default 5000)")
     return parser
 
 
@@ -45,11 +57,30 @@ def _require_database(settings: Settings) -> str:
     return settings.database_url
 
 
+def _purge(url: str, days: float, batch_size: int) -> int:
+    import asyncio
+
+    import psycopg
+
+    from pgactivity import retention
+
+    try:
+        result = asyncio.run(retention.purge(url, days, batch_size=batch_size))
+    except psycopg.Error as exc:
+        print(f"pgactivity: purge failed: {exc}", file=sys.stderr)
+        return 1
+    if result.skipped:
+        print("another process is purging right now; nothing done")
+        return 0
+    print(f"deleted {result.activities} activities and {result.events} events older than {days:g} days")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, settings.log_format)
         if args.command == "serve":
             from pgactivity.server import main_serve
 
@@ -71,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(mint_token(settings, args.org, subject=args.sub, ttl=args.ttl))
             return 0
+        if args.command == "purge":
+            return _purge(_require_database(settings), args.older_than, max(1, args.batch_size))
     except PgActivityError as exc:
         print(f"pgactivity: {exc}", file=sys.stderr)
         return 2

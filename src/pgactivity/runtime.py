@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from pgactivity import retention
 from pgactivity.auth import Authenticator
 from pgactivity.hub import Hub
 from pgactivity.listener import Listener
+from pgactivity.metrics import Metrics
 from pgactivity.settings import Settings
 from pgactivity.store import Store
 
@@ -27,6 +29,7 @@ class Runtime:
     hub: Hub
     listener: Listener
     authenticator: Authenticator
+    metrics: Metrics = field(default_factory=Metrics)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     failed_tasks: dict[str, str] = field(default_factory=dict)
     hub_loop: asyncio.AbstractEventLoop | None = None
@@ -47,10 +50,18 @@ class Runtime:
         )
         store = Store(pool)
         hub = Hub(max_bytes=settings.client_buffer_bytes, max_events=settings.client_buffer_events)
+        metrics = Metrics()
         listener = Listener(
-            settings.database_url, store, hub.publish, hub.has_clients, ping_seconds=settings.listener_ping_seconds
+            settings.database_url,
+            store,
+            metrics.instrument(hub.publish),
+            hub.has_clients,
+            ping_seconds=settings.listener_ping_seconds,
         )
-        return cls(settings, pool, store, hub, listener, Authenticator(settings))
+        return cls(settings, pool, store, hub, listener, Authenticator(settings), metrics)
+
+    def __post_init__(self) -> None:
+        self.metrics.watch(self.hub, self.listener)
 
     def start_task(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         """A named background task; if it dies, it is logged and /readyz fails."""
@@ -71,12 +82,24 @@ class Runtime:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             self.hub.heartbeat()
 
+    async def purge_periodically(self) -> None:
+        assert self.settings.database_url is not None
+        assert self.settings.retention_days
+        await retention.run_periodic(
+            self.settings.database_url,
+            self.settings.retention_days,
+            self.settings.retention_interval_seconds,
+            lambda result: self.metrics.purge_done(result.counts()),
+        )
+
     async def start(self) -> None:
         self.hub_loop = asyncio.get_running_loop()
         await self.pool.open()
         self.start_task("listener", self.listener.run)
         self.start_task("log-tail", self.listener.run_tail)
         self.start_task("heartbeat", self.heartbeat)
+        if self.settings.retention_days:
+            self.start_task("retention", self.purge_periodically)
 
     async def stop(self) -> None:
         self.hub.close_all()

@@ -34,17 +34,22 @@ async def activity_session(
         position: int | None = None
         if last_id is not None and await rt.store.replayable(org, last_id):
             position = last_id
+            replayed = 0
             try:
                 async for page in rt.store.replay(org, last_id):
                     position = page[-1].seq
                     batch: Batch = [e for e in page if filters.matches(e.session_id, e.agent_type, e.category)]
                     if batch:
+                        replayed += len(batch)
                         yield batch
             except Gap:
                 position = None  # purged under us: fall back to a reset snapshot
+            else:
+                rt.metrics.replay_done(replayed)
         if position is None:
             snapshot = await rt.store.snapshot(org, filters, rt.settings.snapshot_limit, reset=last_id is not None)
             position = snapshot.seq
+            rt.metrics.snapshot_sent(reset=last_id is not None)
             yield [LogEvent.from_row(org, snapshot.seq, None, None, None, snapshot.json)]
         sub.start_after(position)
         while (live := await sub.next_batch()) is not None:

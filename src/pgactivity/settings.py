@@ -48,6 +48,7 @@ class Settings:
     listener_ping_seconds: float = 5.0
     shutdown_grace_seconds: float = 3.0
     retention_days: float | None = None
+    retention_interval_seconds: float = 3600.0
     cors_origins: tuple[str, ...] = ()
 
     slack_bot_token: str | None = field(default=None, repr=False)
@@ -61,6 +62,7 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     embedded_port: int = 54329
     log_level: str = "INFO"
+    log_format: str = "text"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +107,9 @@ class Settings:
         if slack_start not in ("end", "beginning"):
             raise ConfigurationError(f"PGACTIVITY_SLACK_START must be 'end' or 'beginning', got {slack_start!r}")
         retention = get("PGACTIVITY_RETENTION_DAYS")
+        log_format = (get("PGACTIVITY_LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise ConfigurationError(f"PGACTIVITY_LOG_FORMAT must be text or json, got {log_format!r}")
         data_dir = get("PGACTIVITY_DATA_DIR")
         return cls(
             database_url=get("DATABASE_URL"),
@@ -125,6 +130,7 @@ class Settings:
             listener_ping_seconds=number("PGACTIVITY_LISTENER_PING_SECONDS", 5.0, minimum=0.1),
             shutdown_grace_seconds=number("PGACTIVITY_SHUTDOWN_GRACE_SECONDS", 3.0),
             retention_days=number("PGACTIVITY_RETENTION_DAYS", 0) if retention else None,
+            retention_interval_seconds=number("PGACTIVITY_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=1),
             cors_origins=tuple(o.strip() for o in (get("PGACTIVITY_CORS_ORIGINS") or "").split(",") if o.strip()),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_channel=get("PGACTIVITY_SLACK_CHANNEL"),
@@ -136,6 +142,7 @@ class Settings:
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             embedded_port=int(number("PGACTIVITY_EMBEDDED_PORT", 54329)),
             log_level=(get("PGACTIVITY_LOG_LEVEL") or "INFO").upper(),
+            log_format=log_format,
         )
 
     @property

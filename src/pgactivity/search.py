@@ -1,0 +1,228 @@
+"""Reads for the query API: search an organization's activities, one activity, its events.
+
+Every query is scoped to one organization. The search is ordered newest first,
+by (created_at DESC, id DESC), and pages with a keyset cursor over that pair,
+so a page costs the same wherever it is and concurrent inserts never shift it.
+Filters are fixed SQL fragments joined with AND; values are always parameters.
+The rows come out of PostgreSQL already as JSON (agent_activity_json and the
+event log's payload) and are passed through without being parsed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+STATUSES = ("running", "completed", "failed")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+DEFAULT_EVENTS_LIMIT = 200
+MAX_EVENTS_LIMIT = 1000
+
+# The text search expression; the same one is indexed with gin_trgm_ops
+# (migration 20261129000004), so ILIKE on it can use the trigram index.
+_TEXT = "(coalesce(a.agent_name, '') || ' ' || coalesce(a.message, ''))"
+
+_FILTERS: dict[str, sql.SQL] = {
+    "status": sql.SQL("a.status = %(status)s"),
+    "agent_type": sql.SQL("a.agent_type = %(agent_type)s"),
+    "agent_name": sql.SQL("a.agent_name = %(agent_name)s"),
+    "session_id": sql.SQL("a.session_id = %(session_id)s"),
+    "category": sql.SQL("a.category = %(category)s"),
+    "since": sql.SQL("a.created_at >= %(since)s"),
+    "until": sql.SQL("a.created_at < %(until)s"),
+    "text": sql.SQL(_TEXT + " ILIKE %(text)s"),
+    "cursor": sql.SQL("(a.created_at, a.id) < (%(cursor_at)s, %(cursor_id)s)"),
+}
+
+_SEARCH = sql.SQL(
+    """
+SELECT a.created_at, a.id, agent_activity_json(a)::text
+FROM agent_activities AS a
+WHERE a.organization_id = %(org)s{filters}
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT %(limit)s
+"""
+)
+
+SQL_ACTIVITY = """
+SELECT agent_activity_json(a)::text
+FROM agent_activities AS a
+WHERE a.id = %(id)s AND a.organization_id = %(org)s
+"""
+SQL_ACTIVITY_EXISTS = """
+SELECT EXISTS (SELECT FROM agent_activities WHERE id = %(id)s AND organization_id = %(org)s)
+"""
+SQL_ACTIVITY_EVENTS = """
+SELECT e.seq, e.payload::text
+FROM agent_activity_events AS e
+WHERE e.activity_id = %(id)s AND e.organization_id = %(org)s AND e.seq > %(after)s
+ORDER BY e.seq
+LIMIT %(limit)s
+"""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not made by this server (or was tampered with)."""
+
+
+def _b64encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _b64decode(raw: str) -> str:
+    if not raw or len(raw) > 200:
+        raise InvalidCursor("invalid cursor")
+    try:
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise InvalidCursor("invalid cursor") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCursor:
+    """Position after the last item of a page: its (created_at, id)."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        micros = (self.created_at - _EPOCH) // _MICROSECOND
+        return _b64encode(f"a1:{micros}:{self.id.hex}")
+
+    @classmethod
+    def decode(cls, raw: str) -> ActivityCursor:
+        parts = _b64decode(raw).split(":")
+        try:
+            if len(parts) != 3 or parts[0] != "a1" or not parts[1].lstrip("-").isdigit() or len(parts[2]) != 32:
+                raise ValueError(raw)
+            return cls(_EPOCH + int(parts[1]) * _MICROSECOND, uuid.UUID(hex=parts[2]))
+        except (ValueError, OverflowError):
+            raise InvalidCursor("invalid cursor") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EventCursor:
+    """Position after the last event of a page: its seq."""
+
+    seq: int
+
+    def encode(self) -> str:
+        return _b64encode(f"e1:{self.seq}")
+
+    @classmethod
+    def decode(cls, raw: str) -> EventCursor:
+        kind, _, seq = _b64decode(raw).partition(":")
+        if kind != "e1" or not seq.isdigit() or len(seq) > 18:
+            raise InvalidCursor("invalid cursor")
+        return cls(int(seq))
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityQuery:
+    """A validated search; None means "any"."""
+
+    organization_id: str
+    status: str | None = None
+    agent_type: str | None = None
+    agent_name: str | None = None
+    session_id: str | None = None
+    category: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None
+    limit: int = DEFAULT_LIMIT
+    cursor: ActivityCursor | None = None
+
+    def statement(self) -> tuple[sql.Composed, dict[str, object]]:
+        """The SQL (fixed fragments for the filters in use) and its parameters; fetches limit + 1."""
+        params: dict[str, object] = {"org": self.organization_id, "limit": self.limit + 1}
+        used: list[sql.SQL] = []
+        for name in ("status", "agent_type", "agent_name", "session_id", "category", "since", "until"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+                used.append(_FILTERS[name])
+        if self.text is not None:
+            params["text"] = "%" + like_escape(self.text) + "%"
+            used.append(_FILTERS["text"])
+        if self.cursor is not None:
+            params["cursor_at"] = self.cursor.created_at
+            params["cursor_id"] = self.cursor.id
+            used.append(_FILTERS["cursor"])
+        filters = sql.SQL("").join(sql.Composed([sql.SQL("\n  AND "), f]) for f in used)
+        return _SEARCH.format(filters=filters), params
+
+
+def like_escape(text: str) -> str:
+    """Match text literally inside a LIKE pattern (backslash is LIKE's default escape)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[str]  # JSON objects, as PostgreSQL wrote them
+    next_cursor: str | None
+
+    def json_bytes(self) -> bytes:
+        return b"".join(
+            (
+                b'{"items": [',
+                ", ".join(self.items).encode(),
+                b'], "nextCursor": ',
+                json.dumps(self.next_cursor).encode(),
+                b"}",
+            )
+        )
+
+
+async def search(pool: AsyncConnectionPool, query: ActivityQuery) -> Page:
+    statement, params = query.statement()
+    async with pool.connection() as conn:
+        cur = await conn.execute(statement, params)
+        rows = await cur.fetchall()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = ActivityCursor(rows[-1][0], rows[-1][1]).encode() if more else None
+    return Page([r[2] for r in rows], next_cursor)
+
+
+async def activity(pool: AsyncConnectionPool, organization_id: str, activity_id: uuid.UUID) -> str | None:
+    """The activity as JSON, or None when the organization has no such activity."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(SQL_ACTIVITY, {"id": activity_id, "org": organization_id})
+        row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
+async def activity_events(
+    pool: AsyncConnectionPool,
+    organization_id: str,
+    activity_id: uuid.UUID,
+    *,
+    after: EventCursor | None = None,
+    limit: int = DEFAULT_EVENTS_LIMIT,
+) -> Page | None:
+    """The activity's events in seq order, or None when the organization has no such activity."""
+    params = {"id": activity_id, "org": organization_id, "after": after.seq if after else 0, "limit": limit + 1}
+    async with pool.connection() as conn:
+        cur = await conn.execute(SQL_ACTIVITY_EXISTS, params)
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return None
+        cur = await conn.execute(SQL_ACTIVITY_EVENTS, params)
+        rows = await cur.fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = EventCursor(int(rows[-1][0])).encode() if more else None
+    return Page([r[1] for r in rows], next_cursor)
