@@ -15,9 +15,11 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from pgactivity import __version__
 from pgactivity.api.activities import get_activity, get_activity_events, search_activities
+from pgactivity.api.dashboard import dashboard, static_asset
 from pgactivity.api.health import healthz, readyz
 from pgactivity.api.metrics import metrics
 from pgactivity.api.stream import activity_stream
+from pgactivity.api.ws import activity_ws
 from pgactivity.errors import AuthenticationError, PgActivityError
 from pgactivity.runtime import Runtime
 from pgactivity.settings import Settings
@@ -76,12 +78,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             activity_stream,
+            activity_ws,
             search_activities,
             get_activity,
             get_activity_events,
             healthz,
             readyz,
             metrics,
+            dashboard,
+            static_asset,
         ],
         lifespan=[lifespan],
         exception_handlers={

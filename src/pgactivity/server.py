@@ -12,6 +12,7 @@ from types import FrameType
 
 import psycopg
 import uvicorn
+from litestar import Litestar
 
 from pgactivity import migrations
 from pgactivity.app import create_app
@@ -73,7 +74,18 @@ def start_embedded(settings: Settings) -> tuple[Settings, EmbeddedPostgres]:
     return settings.with_(database_url=url, jwt_secret=secret), embedded
 
 
-def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+def add_demo(app: Litestar, runtime: Runtime) -> None:
+    """`serve --demo`: simulated agents as a named background task of the server, writing into its database."""
+    from pgactivity.demo import DEFAULT_ORGANIZATIONS, run_demo
+
+    url = runtime.settings.database_url
+    assert url is not None
+    # on_startup hooks run once the lifespan (and so the runtime) has started; the runtime cancels the task on stop.
+    app.on_startup.append(lambda: runtime.start_task("demo", lambda: run_demo(url)))
+    logger.info("demo: simulated agents write activities for the organizations %s", ", ".join(DEFAULT_ORGANIZATIONS))
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None, demo: bool = False) -> int:
     host = host or settings.host
     port = port if port is not None else settings.port
     embedded: EmbeddedPostgres | None = None
@@ -100,6 +112,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
 
         runtime = Runtime.build(settings)
         app = create_app(settings, runtime)
+        if demo:
+            add_demo(app, runtime)
         config = uvicorn.Config(
             app,
             host=host,
@@ -122,9 +136,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             embedded.stop()
 
 
-def main_serve(settings: Settings, host: str | None, port: int | None) -> int:
+def main_serve(settings: Settings, host: str | None, port: int | None, demo: bool = False) -> int:
     try:
-        return serve(settings, host=host, port=port)
+        return serve(settings, host=host, port=port, demo=demo)
     except ConfigurationError as exc:
         print(f"pgactivity: {exc}", file=sys.stderr)
         return 2
