@@ -37,36 +37,38 @@ APPLICATION_NAME = "pgactivity-retention"
 SQL_TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
 SQL_CUTOFF = "SELECT now() - make_interval(secs => %s)"
 
-# The oldest `batch` old events, then per organization everything up to the
-# newest of them: a prefix of each organization's log (created_at follows seq,
-# the trigger stamps it while holding the organization's counter lock).
+# The oldest `batch` old events, as the newest old seq of each organization they
+# belong to; then each organization's log is deleted up to that seq. So what
+# goes is always a prefix of an organization's log, never a hole in its middle
+# (created_at follows seq anyway: the trigger stamps it while holding the
+# organization's counter lock, but a clock that steps back must not punch holes).
+SQL_OLD_EVENTS = """
+SELECT old.organization_id, max(old.seq)
+FROM (
+    SELECT organization_id, seq
+    FROM agent_activity_events
+    WHERE created_at < %(cutoff)s
+    ORDER BY created_at
+    LIMIT %(batch)s
+) AS old
+GROUP BY old.organization_id
+"""
 SQL_PURGE_EVENTS = """
-WITH batch AS (
-    SELECT old.organization_id, max(old.seq) AS upto
-    FROM (
-        SELECT organization_id, seq
-        FROM agent_activity_events
-        WHERE created_at < %(cutoff)s
-        ORDER BY created_at
-        LIMIT %(batch)s
-    ) AS old
-    GROUP BY old.organization_id
-)
-DELETE FROM agent_activity_events AS e
-USING batch AS b
-WHERE e.organization_id = b.organization_id AND e.seq <= b.upto
+DELETE FROM agent_activity_events
+WHERE organization_id = %(org)s AND seq <= %(upto)s
 """
 
+# = ANY (ARRAY(...)): the batch's ids are looked up by primary key, never by a join over the table.
 SQL_PURGE_ACTIVITIES = """
 DELETE FROM agent_activities
-WHERE id IN (
+WHERE id = ANY (ARRAY(
     SELECT id
     FROM agent_activities
     WHERE status <> 'running' AND completed_at < %(cutoff)s
     ORDER BY completed_at
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
-)
+))
 """
 
 
@@ -86,12 +88,28 @@ async def _connect(conninfo: str) -> psycopg.AsyncConnection[tuple[object, ...]]
     )
 
 
-async def _delete_batches(
-    conn: psycopg.AsyncConnection[tuple[object, ...]], query: str, cutoff: datetime, batch_size: int, pause: float
+async def _purge_events(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], cutoff: datetime, batch_size: int, pause: float
 ) -> int:
     total = 0
     while True:
-        cur = await conn.execute(query, {"cutoff": cutoff, "batch": batch_size})
+        cur = await conn.execute(SQL_OLD_EVENTS, {"cutoff": cutoff, "batch": batch_size})
+        prefixes = await cur.fetchall()
+        if not prefixes:
+            return total
+        for organization_id, upto in prefixes:
+            cur = await conn.execute(SQL_PURGE_EVENTS, {"org": organization_id, "upto": upto})
+            total += max(cur.rowcount, 0)
+        if pause:
+            await asyncio.sleep(pause)
+
+
+async def _purge_activities(
+    conn: psycopg.AsyncConnection[tuple[object, ...]], cutoff: datetime, batch_size: int, pause: float
+) -> int:
+    total = 0
+    while True:
+        cur = await conn.execute(SQL_PURGE_ACTIVITIES, {"cutoff": cutoff, "batch": batch_size})
         deleted = max(cur.rowcount, 0)
         total += deleted
         if deleted == 0:
@@ -118,8 +136,8 @@ async def purge(
         assert row is not None
         assert isinstance(row[0], datetime)
         cutoff = row[0]
-        events = await _delete_batches(conn, SQL_PURGE_EVENTS, cutoff, batch_size, pause)
-        activities = await _delete_batches(conn, SQL_PURGE_ACTIVITIES, cutoff, batch_size, pause)
+        events = await _purge_events(conn, cutoff, batch_size, pause)
+        activities = await _purge_activities(conn, cutoff, batch_size, pause)
     result = PurgeResult(activities=activities, events=events)
     logger.info(
         "purge done",
