@@ -49,7 +49,7 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         NEW.updated_at := NEW.created_at;
         IF NEW.status <> 'running' AND NEW.completed_at IS NULL THEN
-            NEW.completed_at := now();
+            NEW.completed_at := NEW.created_at;
         END IF;
         RETURN NEW;
     END IF;
@@ -74,10 +74,11 @@ BEGIN
         END IF;
     END IF;
 
+    -- statement_timestamp(), not now(): each write of a long transaction gets its own time.
     NEW.created_at := OLD.created_at;
-    NEW.updated_at := now();
+    NEW.updated_at := statement_timestamp();
     IF NEW.status <> 'running' AND OLD.status = 'running' THEN
-        NEW.completed_at := coalesce(NEW.completed_at, now());
+        NEW.completed_at := coalesce(NEW.completed_at, statement_timestamp());
     END IF;
     RETURN NEW;
 END;

@@ -43,7 +43,7 @@ $$;
 CREATE FUNCTION agent_activity_progress(
     id       uuid,
     message  text    DEFAULT NULL,
-    progress integer DEFAULT NULL
+    progress bigint  DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -96,6 +96,6 @@ $$;
 
 DROP FUNCTION agent_activity_fail(uuid, text);
 DROP FUNCTION agent_activity_complete(uuid, jsonb, text);
-DROP FUNCTION agent_activity_progress(uuid, text, integer);
+DROP FUNCTION agent_activity_progress(uuid, text, bigint);
 DROP FUNCTION agent_activity_lock_running(uuid);
 DROP FUNCTION agent_activity_start(text, text, text, text, text, jsonb, jsonb);

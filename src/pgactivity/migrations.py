@@ -68,9 +68,18 @@ def dbmate_url(conninfo: str) -> str:
     auth = auth + "@" if auth else ""
     port = f":{params['port']}" if params.get("port") else ""
     dbname = quote(str(params.get("dbname") or params.get("user") or "postgres"), safe="")
+    if "," in host:
+        raise ConfigurationError("migrations need a single host in DATABASE_URL (dbmate cannot try several)")
     if host.startswith("/"):
         query["socket"] = host
         host = ""
+    elif ":" in host:
+        # An IPv6 literal: dbmate rebuilds host:port without brackets, but reads
+        # host and port from the query string correctly.
+        query["host"] = host
+        if params.get("port"):
+            query["port"] = str(params["port"])
+        host, port = "", ""
     for key in ("sslrootcert", "sslcert", "sslkey", "options"):
         if key in params:
             query[key] = str(params[key])

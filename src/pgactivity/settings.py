@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -80,9 +81,17 @@ class Settings:
                 value = float(raw)
             except ValueError:
                 raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+            if not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a finite number, got {raw!r}")
             if value < minimum:
                 raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
             return value
+
+        def port(name: str, default: int) -> int:
+            value = number(name, default, minimum=1)
+            if value != int(value) or value > 65535:
+                raise ConfigurationError(f"{name} must be a port number (1-65535), got {get(name)!r}")
+            return int(value)
 
         public_key = get("PGACTIVITY_JWT_PUBLIC_KEY")
         if public_key and not public_key.lstrip().startswith("-----"):
@@ -114,7 +123,7 @@ class Settings:
         return cls(
             database_url=get("DATABASE_URL"),
             host=get("PGACTIVITY_HOST") or "127.0.0.1",
-            port=int(number("PGACTIVITY_PORT", 8000)),
+            port=port("PGACTIVITY_PORT", 8000),
             jwt_secret=get("PGACTIVITY_JWT_SECRET"),
             jwt_public_key=public_key,
             jwt_algorithms=algorithms,
@@ -140,7 +149,7 @@ class Settings:
             slack_timeout_seconds=number("PGACTIVITY_SLACK_TIMEOUT_SECONDS", 10.0, minimum=0.5),
             slack_retry_max_seconds=number("PGACTIVITY_SLACK_RETRY_MAX_SECONDS", 60.0, minimum=0.1),
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
-            embedded_port=int(number("PGACTIVITY_EMBEDDED_PORT", 54329)),
+            embedded_port=port("PGACTIVITY_EMBEDDED_PORT", 54329),
             log_level=(get("PGACTIVITY_LOG_LEVEL") or "INFO").upper(),
             log_format=log_format,
         )

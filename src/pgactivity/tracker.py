@@ -55,7 +55,10 @@ def _start_params(
 
 
 class ActivityHandle:
-    """What `activity()` yields: report progress, set the output, finish early."""
+    """What `activity()` yields: report progress, set the output, or finish early.
+
+    With an AsyncActivityTracker the methods return awaitables.
+    """
 
     def __init__(self, tracker: ActivityTracker | AsyncActivityTracker, activity_id: str) -> None:
         self._tracker = tracker
@@ -65,6 +68,16 @@ class ActivityHandle:
 
     def progress(self, message: str | None = None, progress: int | None = None) -> Any:
         return self._tracker.track_progress(self.id, message=message, progress=progress)
+
+    def complete(self, output_data: JSON = None, message: str | None = None) -> Any:
+        """Complete now; leaving the block then changes nothing."""
+        self.finished = True
+        return self._tracker.track_complete(self.id, output_data=output_data, message=message)
+
+    def fail(self, error: str) -> Any:
+        """Fail now (e.g. a handled error); leaving the block then changes nothing."""
+        self.finished = True
+        return self._tracker.track_fail(self.id, error=error)
 
 
 class ActivityTracker:
@@ -131,9 +144,11 @@ class ActivityTracker:
         try:
             yield handle
         except BaseException as exc:
-            self.track_fail(handle.id, error=str(exc) or type(exc).__name__)
+            if not handle.finished:
+                self.track_fail(handle.id, error=str(exc) or type(exc).__name__)
             raise
-        self.track_complete(handle.id, output_data=handle.output_data)
+        if not handle.finished:
+            self.track_complete(handle.id, output_data=handle.output_data)
 
 
 class AsyncActivityTracker:
@@ -213,6 +228,8 @@ class AsyncActivityTracker:
         try:
             yield handle
         except BaseException as exc:
-            await self.track_fail(handle.id, error=str(exc) or type(exc).__name__)
+            if not handle.finished:
+                await self.track_fail(handle.id, error=str(exc) or type(exc).__name__)
             raise
-        await self.track_complete(handle.id, output_data=handle.output_data)
+        if not handle.finished:
+            await self.track_complete(handle.id, output_data=handle.output_data)

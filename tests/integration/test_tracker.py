@@ -190,11 +190,6 @@ def test_typed_errors_keep_the_driver_error_as_cause(tracker: ActivityTracker) -
     assert caught.value.__cause__.sqlstate == "PA002"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a progress beyond int4 is sent as bigint and matches no agent_activity_progress() "
-    "signature (UndefinedFunction), instead of InvalidProgress",
-)
 def test_progress_beyond_int4_is_invalid_progress(tracker: ActivityTracker) -> None:
     activity_id = tracker.track_start(organization_id=ORG, agent_type="executor")
     with pytest.raises(InvalidProgress):
@@ -382,3 +377,13 @@ def test_async_tracker_without_context_manager(db_url: str) -> None:
 
     asyncio.run(scenario())
     assert sorted(e[0] for e in events(db_url)) == sorted(f"org-{n}" for n in range(8))
+
+
+def test_activity_handle_can_finish_early(db_url: str, tracker: ActivityTracker) -> None:
+    with tracker.activity(organization_id=ORG, agent_type="executor") as act:
+        act.fail("handled: upstream said no")
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT type FROM agent_activity_events WHERE activity_id = %s ORDER BY seq", (act.id,)
+        ).fetchall()
+    assert [r[0] for r in rows] == ["agent_started", "agent_failed"]

@@ -140,11 +140,6 @@ def test_tcp_host_and_port_reach_dbmate() -> None:
     assert "127.0.0.1:1" in error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an IPv6 literal host is put in the URL's authority unbracketed; dbmate then dials "
-    "host '::1:1' on port 5432",
-)
 def test_ipv6_host_reaches_dbmate() -> None:
     error = dbmate_connect_error(dbmate_url("postgresql://w@[::1]:1/app?sslmode=disable"))
     assert "[::1]:1:" in error

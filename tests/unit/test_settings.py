@@ -177,11 +177,6 @@ def test_unknown_choices_are_configuration_errors(name: str, value: str) -> None
         Settings.from_env({name: value})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: float('nan')/float('inf') pass the minimum check, then int() raises "
-    "ValueError/OverflowError instead of ConfigurationError",
-)
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_non_finite_port_is_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigurationError):
