@@ -112,7 +112,8 @@ class Formatter:
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         reset = " (reset: events were missed)" if event.get("reset") else ""
         org = clean(event.get("organizationId"), 60)
-        lines = [f"{head} {label} {org}: {len(activities)} activities{f' ({summary})' if summary else ''}{reset}"]
+        count = f"{len(activities)} {'activity' if len(activities) == 1 else 'activities'}"
+        lines = [f"{head} {label} {org}: {count}{f' ({summary})' if summary else ''}{reset}"]
         for activity in reversed(activities):  # oldest first, like the events that follow
             if activity.get("status") == "running":
                 progress = _progress(activity.get("progress"))
