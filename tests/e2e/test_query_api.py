@@ -336,3 +336,12 @@ def test_openapi_documents_the_query_api(server: ServerProcess) -> None:
     assert set(search["responses"]) >= {"200", "400", "401"}
     assert "/api/activities/{activity_id}/events" in schema["paths"]
     assert "/metrics" in schema["paths"]
+
+
+def test_nul_in_a_stream_filter_is_a_400_not_a_broken_stream(server: ServerProcess) -> None:
+    """A NUL byte used to pass validation and fail in SQL after the stream had answered 200."""
+    response = httpx.get(
+        f"{server.base_url}/api/activity/stream", params={"sessionId": "a\x00b"}, headers=server.auth(ORG), timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"

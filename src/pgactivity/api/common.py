@@ -42,6 +42,8 @@ def text_param(request: Request[Any, Any, Any], name: str) -> str | None:
         return None
     if value == "" or len(value) > MAX_FILTER_LENGTH:
         raise BadRequest(detail=f"{name} must be 1 to {MAX_FILTER_LENGTH} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: it would fail in SQL, after the 200
+        raise BadRequest(detail=f"{name} must not contain NUL characters")
     return value
 
 
