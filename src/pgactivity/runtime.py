@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -17,6 +18,9 @@ from pgactivity.listener import Listener
 from pgactivity.metrics import Metrics
 from pgactivity.settings import Settings
 from pgactivity.store import Store
+
+if TYPE_CHECKING:
+    from pgactivity.slack_consumer import SlackConsumer
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class Runtime:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     failed_tasks: dict[str, str] = field(default_factory=dict)
     hub_loop: asyncio.AbstractEventLoop | None = None
+    slack: SlackConsumer | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -100,6 +105,20 @@ class Runtime:
         self.start_task("heartbeat", self.heartbeat)
         if self.settings.retention_days:
             self.start_task("retention", self.purge_periodically)
+        self.start_slack()
+
+    def start_slack(self) -> None:
+        """The Slack consumer, woken by the one LISTEN connection (see slack_consumer.py)."""
+        settings = self.settings
+        if not settings.slack_enabled:
+            if settings.slack_bot_token or settings.slack_channel:
+                logger.warning("Slack notifications off: set both SLACK_BOT_TOKEN and PGACTIVITY_SLACK_CHANNEL")
+            return
+        from pgactivity.slack_consumer import SlackConsumer
+
+        self.slack = SlackConsumer.from_settings(settings, reconnects=lambda: self.listener.reconnects)
+        self.listener.consumers.append(self.slack.notify)
+        self.start_task("slack", self.slack.run)
 
     async def stop(self) -> None:
         self.hub.close_all()

@@ -29,6 +29,9 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     for name, error in rt.failed_tasks.items():
         checks[f"task:{name}"] = f"died: {error}"
+    if rt.slack is not None:
+        # Informational: readiness is about serving streams, which Slack trouble never affects.
+        checks["slack"] = rt.slack.status
     ready = checks["database"] == "ok" and rt.listener.connected and not rt.failed_tasks
     return Response(
         {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
