@@ -20,6 +20,7 @@ from pgactivity.settings import Settings
 from pgactivity.store import Store
 
 if TYPE_CHECKING:
+    from pgactivity.slack import SlackActivityService
     from pgactivity.slack_consumer import SlackConsumer
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Runtime:
     failed_tasks: dict[str, str] = field(default_factory=dict)
     hub_loop: asyncio.AbstractEventLoop | None = None
     slack: SlackConsumer | None = None
+    slack_service: SlackActivityService | None = None  # replaces the slack-sdk one when set before start()
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -116,7 +118,9 @@ class Runtime:
             return
         from pgactivity.slack_consumer import SlackConsumer
 
-        self.slack = SlackConsumer.from_settings(settings, reconnects=lambda: self.listener.reconnects)
+        self.slack = SlackConsumer.from_settings(
+            settings, reconnects=lambda: self.listener.reconnects, service=self.slack_service
+        )
         self.listener.consumers.append(self.slack.notify)
         self.start_task("slack", self.slack.run)
 

@@ -241,16 +241,22 @@ class SlackConsumer:
         self._wake = asyncio.Event()
 
     @classmethod
-    def from_settings(cls, settings: Settings, reconnects: Callable[[], int] | None = None) -> SlackConsumer:
+    def from_settings(
+        cls,
+        settings: Settings,
+        reconnects: Callable[[], int] | None = None,
+        service: SlackActivityService | None = None,
+    ) -> SlackConsumer:
         assert settings.database_url
         assert settings.slack_bot_token
         assert settings.slack_channel
-        service = SlackSdkService(
-            settings.slack_bot_token,
-            settings.slack_channel,
-            base_url=settings.slack_base_url,
-            timeout=settings.slack_timeout_seconds,
-        )
+        if service is None:
+            service = SlackSdkService(
+                settings.slack_bot_token,
+                settings.slack_channel,
+                base_url=settings.slack_base_url,
+                timeout=settings.slack_timeout_seconds,
+            )
         return cls(
             settings.database_url,
             settings.slack_channel,
