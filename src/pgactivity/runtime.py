@@ -116,11 +116,12 @@ class Runtime:
             if settings.slack_bot_token or settings.slack_channel:
                 logger.warning("Slack notifications off: set both SLACK_BOT_TOKEN and PGACTIVITY_SLACK_CHANNEL")
             return
-        from pgactivity.slack_consumer import SlackConsumer
+        from pgactivity.slack_consumer import SlackCollector, SlackConsumer
 
         self.slack = SlackConsumer.from_settings(
             settings, reconnects=lambda: self.listener.reconnects, service=self.slack_service
         )
+        self.metrics.registry.register(SlackCollector(self.slack))
         self.listener.consumers.append(self.slack.notify)
         self.start_task("slack", self.slack.run)
 

@@ -38,11 +38,13 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
 import psycopg
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pgactivity.listener import backoff
 from pgactivity.settings import Settings
@@ -549,3 +551,22 @@ class SlackConsumer:
         self.status = f"retrying in {delay:.1f}s: {exc}"
         logger.warning("Slack call failed (%s); retrying in %.1fs", exc, delay)
         return delay
+
+
+class SlackCollector(Collector):
+    """The consumer's counters for /metrics, read at scrape time."""
+
+    def __init__(self, consumer: SlackConsumer) -> None:
+        self.consumer = consumer
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.consumer
+        yield CounterMetricFamily("pgactivity_slack_messages_posted", "Slack messages posted", value=c.posted)
+        yield CounterMetricFamily("pgactivity_slack_messages_updated", "Slack messages edited", value=c.updated)
+        yield CounterMetricFamily(
+            "pgactivity_slack_messages_recovered",
+            "Messages found in the channel after an interrupted post, instead of posting again",
+            value=c.recovered,
+        )
+        yield CounterMetricFamily("pgactivity_slack_errors", "Failed Slack calls", value=c.errors)
+        yield GaugeMetricFamily("pgactivity_slack_ok", "1 while Slack calls succeed", value=int(c.status == "ok"))

@@ -119,6 +119,9 @@ def test_one_message_per_activity_updated_to_completion_and_failure(
     # An activity from before the consumer ever ran is not posted (PGACTIVITY_SLACK_START=end).
     assert slack.messages_of(before) == []
     assert len([c for c in slack.calls_of("chat.postMessage") if c.status == 200]) == 2
+    metrics = httpx.get(f"{srv.base_url}/metrics", timeout=5).text
+    assert "pgactivity_slack_messages_posted_total 2.0" in metrics
+    assert "pgactivity_slack_ok 1.0" in metrics
 
 
 def test_progress_burst_is_throttled_and_ends_on_the_final_state(
