@@ -69,7 +69,7 @@ def test_dashboard_shows_live_activity_and_renders_agent_text_as_text(server: Se
     assert "unsafe-inline" not in csp
     assert response.headers["referrer-policy"] == "no-referrer"
     assert httpx.get(f"{server.base_url}/static/dashboard.js", timeout=5).status_code == 200
-    assert httpx.get(f"{server.base_url}/static/../app.py", timeout=5).status_code == 404
+    assert httpx.get(f"{server.base_url}/static/__init__.py", timeout=5).status_code == 404  # listed files only
 
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -114,6 +114,18 @@ def test_dashboard_shows_live_activity_and_renders_agent_text_as_text(server: Se
     )
     expect(row.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "75")
     page.wait_for_function(filled, arg=0.75)
+
+    # An update to a row hidden by a filter shows once the filter is cleared.
+    page.select_option("#filter-agent", "planner")
+    expect(page.locator("tr.activity")).to_have_count(1)
+    run_psql(
+        server.db_url,
+        "SELECT agent_activity_progress(id, message => 'hidden update', progress => 90)"
+        " FROM agent_activities WHERE progress > 0;",
+    )
+    expect(page.locator("html")).to_have_attribute("data-last-seq", "5")
+    page.select_option("#filter-agent", "")
+    expect(row.locator(".message")).to_have_text("hidden update")
 
     # Completion and failure, the counters, and the client-side filters.
     run_psql(

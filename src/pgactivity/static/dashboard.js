@@ -29,7 +29,8 @@
     activities: new Map(), // id -> activity (camelCase, as in the snapshot)
     rows: new Map(), // id -> {tr, cells..., detail}
     expanded: new Set(),
-    fresh: new Set(),
+    fresh: new Set(), // ids started since the last render (highlighted once)
+    dirty: new Set(), // ids changed since the last render; null: all of them
     retryMs: RETRY_MIN_MS,
     retryTimer: null,
     renderQueued: false,
@@ -215,6 +216,7 @@
         for (const activity of Array.isArray(event.activities) ? event.activities : []) {
           if (activity && typeof activity.id === 'string') state.activities.set(activity.id, activity);
         }
+        state.dirty = null;
         break;
       }
       case 'agent_started':
@@ -272,6 +274,7 @@
     activity.updatedAt = event.timestamp ?? activity.updatedAt;
     change(activity);
     if (isNew) state.fresh.add(activity.id);
+    if (state.dirty) state.dirty.add(activity.id);
   }
 
   function sortKey(activity) {
@@ -496,16 +499,17 @@
     document.documentElement.dataset.lastSeq = state.lastSeq === null ? '' : String(state.lastSeq);
     document.documentElement.dataset.snapshots = String(state.snapshots);
 
+    const visible = all.filter(matches).sort(newestFirst);
+    // Rows are kept for visible activities only (a hidden row would go stale); they are cheap to rebuild.
+    const shown = new Set(visible.map((a) => a.id));
     for (const [id, row] of state.rows) {
-      if (!state.activities.has(id)) {
+      if (!shown.has(id)) {
         row.tr.remove();
         if (row.detail) row.detail.remove();
         state.rows.delete(id);
-        state.expanded.delete(id);
       }
     }
-
-    const visible = all.filter(matches).sort(newestFirst);
+    for (const id of state.expanded) if (!state.activities.has(id)) state.expanded.delete(id);
     const tbody = $('rows');
     let index = 0;
     const place = (node) => {
@@ -515,21 +519,26 @@
     };
     for (const a of visible) {
       let row = state.rows.get(a.id);
+      const changed = !row || !state.dirty || state.dirty.has(a.id);
       if (!row) {
         row = createRow(a.id);
         state.rows.set(a.id, row);
       }
-      fillRow(row, a);
+      if (changed) fillRow(row, a);
       if (state.fresh.has(a.id)) {
         row.tr.classList.add('fresh');
         setTimeout(() => row.tr.classList.remove('fresh'), 1700);
       }
       place(row.tr);
       row.tr.setAttribute('aria-expanded', String(state.expanded.has(a.id)));
-      if (state.expanded.has(a.id)) place(detailRow(row, a));
-      else if (row.detail) row.detail.remove();
+      if (state.expanded.has(a.id)) place(changed || !row.detail ? detailRow(row, a) : row.detail);
+      else if (row.detail) {
+        row.detail.remove();
+        row.detail = null;
+      }
     }
     state.fresh.clear();
+    state.dirty = new Set();
     while (tbody.children.length > index) tbody.lastElementChild.remove();
 
     const empty = $('empty');
