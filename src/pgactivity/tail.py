@@ -83,8 +83,9 @@ class Formatter:
         label = self._paint(kind, f"{kind:<9}")
         if kind == "snapshot":
             return self._snapshot(head, label, event)
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
-        assert isinstance(data, dict)
+        data = event.get("data")
+        if not isinstance(data, dict):
+            data = {}
         if kind == "started":
             status, detail = "running", self._where(event)
         elif kind == "progress":
