@@ -100,6 +100,7 @@ BEGIN
         'agentType', NEW.agent_type,
         'agentName', NEW.agent_name,
         'category', NEW.category,
+        'status', NEW.status,
         'data', v_data,
         'timestamp', agent_activity_iso(NEW.updated_at)));
 

@@ -32,6 +32,7 @@ EVENT_KEYS = {
     "agentType",
     "agentName",
     "category",
+    "status",
     "data",
     "timestamp",
 }
