@@ -221,7 +221,7 @@
       }
       case 'agent_started':
         update(event, (a) => {
-          a.status = 'running';
+          a.status = typeof event.status === 'string' ? event.status : 'running'; // an INSERT may be finished
           a.inputData = data.inputData ?? null;
           a.metadata = data.metadata ?? null;
           a.createdAt = event.timestamp;
