@@ -153,12 +153,13 @@ def test_clients_on_two_processes_get_every_event_once_across_switches_and_sigte
         mover.url = stream_url(b)
         mover.drop()
         moved_at = int(mover.last_event_id or 0)
+        mover.wait_for(lambda c: c.connections >= 2 and c.servers[-1] == stream_url(b), timeout=60)
         gates[0].set()  # more writes once it has moved
 
         # 2. Stop b with SIGTERM while the last batch is written; its clients come back on a.
-        batch2 = events_per_org(2)
+        some_of_batch_two = events_per_org(1) + 6
         for key, (_, c) in clients.items():
-            c.wait_for(lambda c: len(c.live()) >= batch2 // 2, timeout=60)
+            c.wait_for(lambda c: len(c.live()) >= some_of_batch_two, timeout=60)
             if key.endswith("@b") or c is mover:
                 c.url = stream_url(a)  # what a load balancer does once b is gone
         assert b.proc is not None
