@@ -9,16 +9,17 @@ FROM python:${PYTHON_VERSION}-slim AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sql ./sql
 COPY src ./src
 
-RUN python -m venv /opt/pgactivity \
-    && /opt/pgactivity/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
-    && /opt/pgactivity/bin/pip install /tmp/wheels/pgactivity-*.whl \
+# The venv gets no pip of its own: the builder's pip installs into it (--python).
+RUN python -m venv --without-pip /opt/pgactivity \
+    && pip wheel --no-deps --wheel-dir /tmp/wheels . \
+    && pip --python /opt/pgactivity/bin/python install /tmp/wheels/pgactivity-*.whl \
     && /opt/pgactivity/bin/pgactivity --help >/dev/null \
     && /opt/pgactivity/bin/python -c "from importlib.resources import files; assert any(files('pgactivity').joinpath('migrations').iterdir())"
 

@@ -174,8 +174,8 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     assert settings_env_vars() - documented == set()
 
 
-def test_wheel_bundles_the_migrations(tmp_path: Path) -> None:
-    """The image installs the wheel, not the source tree: `pgactivity migrate` needs them inside."""
+def test_wheel_bundles_the_migrations_and_package_data(tmp_path: Path) -> None:
+    """The image installs the wheel, not the source tree: the migrations and package data must be inside."""
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
         capture_output=True,
@@ -185,7 +185,14 @@ def test_wheel_bundles_the_migrations(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("pgactivity-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {f"pgactivity/migrations/{p.name}" for p in (ROOT / "sql" / "migrations").glob("*.sql")}
-    assert expected
-    assert expected <= names
-    assert "pgactivity/py.typed" in names
+    migrations = {f"pgactivity/migrations/{p.name}" for p in (ROOT / "sql" / "migrations").glob("*.sql")}
+    assert migrations
+    assert migrations <= names
+    package = ROOT / "src" / "pgactivity"
+    data = {  # py.typed, the dashboard's static files, ...
+        f"pgactivity/{p.relative_to(package).as_posix()}"
+        for p in package.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".py", ".pyc")
+    }
+    assert "pgactivity/py.typed" in data
+    assert data <= names
