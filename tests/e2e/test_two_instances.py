@@ -23,6 +23,7 @@ from pgactivity.embedded import free_port
 from tests.e2e.conftest import ServerFactory, ServerProcess, make_token
 from tests.e2e.sse import SSEClient
 from tests.helpers import run_psql
+from tests.unit.test_deploy_files import nginx_temp_paths
 
 ORGS = ("org-one", "org-two")
 BATCHES = 3  # writers pause between batches while the test moves clients around
@@ -202,7 +203,7 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").e
 
 
 def nginx_conf_for_test(tmp_path: Path, upstreams: list[ServerProcess], port: int) -> Path:
-    """deploy/nginx.conf with local upstreams, port, pid and log files; nothing else changed."""
+    """deploy/nginx.conf with local upstreams, port, pid, log and temp files; nothing else changed."""
     conf = (Path(__file__).parents[2] / "deploy" / "nginx.conf").read_text()
     servers = "\n".join(f"        server 127.0.0.1:{s.port} max_fails=1 fail_timeout=5s;" for s in upstreams)
     replacements = {
@@ -215,6 +216,7 @@ def nginx_conf_for_test(tmp_path: Path, upstreams: list[ServerProcess], port: in
     for old, new in replacements.items():
         assert old in conf, f"deploy/nginx.conf changed: update this test ({old!r})"
         conf = conf.replace(old, new)
+    conf = conf.replace("http {\n", "http {\n" + nginx_temp_paths(tmp_path), 1)
     path = tmp_path / "nginx.conf"
     path.write_text(conf)
     return path
@@ -232,7 +234,7 @@ def test_sse_through_deploy_nginx_conf_is_unbuffered_fails_over_and_logs_no_toke
     port = free_port()
     conf = nginx_conf_for_test(tmp_path, [a, b], port)
     proc = subprocess.Popen(
-        [str(NGINX), "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        [str(NGINX), "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )

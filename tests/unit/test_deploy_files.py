@@ -148,16 +148,31 @@ def test_nginx_access_log_has_no_query_string() -> None:
     assert set(used) <= {name for name, _ in formats}  # never the default "combined" (it has $request)
 
 
+def nginx_temp_paths(directory: Path) -> str:
+    """Temp directories a user other than root may write (the compiled-in ones are root's)."""
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    return "".join(f"    {kind}_temp_path {directory}/{kind}_temp;\n" for kind in kinds)
+
+
 @pytest.mark.skipif(shutil.which("nginx", path="/usr/sbin:/usr/bin:/usr/local/sbin") is None, reason="no nginx")
 def test_nginx_conf_passes_nginx_t(tmp_path: Path) -> None:
     nginx = shutil.which("nginx", path="/usr/sbin:/usr/bin:/usr/local/sbin")
     assert nginx is not None
-    # `pgactivity` resolves only on the compose network; the rest is unchanged.
+    # `pgactivity` resolves only on the compose network; files go to tmp_path; the rest is unchanged.
     conf = read("deploy/nginx.conf").replace("server pgactivity:8000", "server 127.0.0.1:8000")
-    conf = conf.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+    for old, new in {
+        "pid /tmp/nginx.pid;": f"pid {tmp_path}/nginx.pid;",
+        "error_log /dev/stderr warn;": f"error_log {tmp_path}/error.log warn;",
+        "access_log /dev/stdout pgactivity;": f"access_log {tmp_path}/access.log pgactivity;",
+        "http {\n": "http {\n" + nginx_temp_paths(tmp_path),  # so that a user other than root can run it
+    }.items():
+        assert old in conf, old
+        conf = conf.replace(old, new, 1)
     (tmp_path / "nginx.conf").write_text(conf)
     proc = subprocess.run(
-        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+        [nginx, "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
 
