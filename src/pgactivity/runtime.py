@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from psycopg import AsyncConnection, pq
 from psycopg_pool import AsyncConnectionPool
 
 from pgactivity import retention
@@ -24,6 +26,23 @@ if TYPE_CHECKING:
     from pgactivity.slack_consumer import SlackConsumer
 
 logger = logging.getLogger(__name__)
+
+
+async def check_pooled_connection(conn: AsyncConnection[Any]) -> None:
+    """The pool's checkout check, without a round trip while the connection is quiet.
+
+    A connection the server closed (restart, pg_terminate_backend, idle timeout)
+    has input waiting: the FATAL message, or the end of the stream. Only then is
+    it asked (`check_connection`, which raises, and the pool drops it). The log
+    tail takes a connection for every NOTIFY; a round trip there was latency on
+    every event.
+    """
+    if conn.pgconn.status == pq.ConnStatus.OK:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        if not poller.poll(0):
+            return
+    await AsyncConnectionPool.check_connection(conn)
 
 
 @dataclass
@@ -51,7 +70,7 @@ class Runtime:
             max_size=settings.pool_max_size,
             kwargs={"autocommit": True, "application_name": "pgactivity"},
             timeout=10,
-            check=AsyncConnectionPool.check_connection,  # drop connections a restart killed
+            check=check_pooled_connection,  # drop connections a restart killed
             open=False,
             name="pgactivity",
         )
