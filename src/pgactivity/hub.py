@@ -2,8 +2,12 @@
 
 Each client has a bounded buffer. The hub never waits on a client: it appends
 the event's bytes (encoded once, shared by every client) and wakes the
-client's writer. A client whose buffer is full is closed; it resumes with
-Last-Event-ID from the log.
+client's writer. A client whose backlog (what it was given and has not sent
+yet) is over the bound when new events arrive is closed; it resumes with
+Last-Event-ID from the log. A batch of the log tail is taken whole by a client
+that keeps up, however big, so a burst does not disconnect fast clients; the
+writer takes the backlog in chunks of at most WRITE_CHUNK_BYTES, so that
+joining them into one write never copies a whole backlog per client.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pgactivity.events import HEARTBEAT, Filters, LogEvent
@@ -20,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 CLOSED_SLOW = "slow_client"
 CLOSED_SHUTDOWN = "shutdown"
+WRITE_CHUNK_BYTES = 256 * 1024
 
 
 class Subscription:
@@ -51,15 +56,26 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, event: LogEvent | None) -> bool:
-        """Queue without waiting. False (and the client closed) when the buffer is full."""
+        """Queue one event (None: a heartbeat) without waiting; see offer_many."""
+        return self.offer_many((event,))
+
+    def offer_many(self, events: Sequence[LogEvent | None]) -> bool:
+        """Queue without waiting. False (and the client closed) when the backlog the client has
+        not drained yet is already over the bound: the client does not keep up."""
         if self.closed is not None:
             return False
-        size = len(event.sse) if event is not None else len(HEARTBEAT)
-        if self._queue and (self._bytes + size > self.max_bytes or len(self._queue) >= self.max_events):
+        if self._bytes > self.max_bytes or len(self._queue) >= self.max_events:
             self.close(CLOSED_SLOW)
             return False
-        self._queue.append(event)
-        self._bytes += size
+        after = self.after
+        for event in events:
+            if event is None:
+                self._bytes += len(HEARTBEAT)
+            elif after is not None and event.seq <= after:
+                continue  # the snapshot or replay already covered it
+            else:
+                self._bytes += len(event.sse)
+            self._queue.append(event)
         self._wake()
         return True
 
@@ -78,9 +94,14 @@ class Subscription:
     def start_after(self, seq: int) -> None:
         """The snapshot or replay covered everything up to seq: drop those from the buffer."""
         self.after = seq
+        kept = deque(event for event in self._queue if event is None or event.seq > seq)
+        if len(kept) != len(self._queue):
+            self._queue = kept
+            self._bytes = sum(len(HEARTBEAT) if event is None else len(event.sse) for event in kept)
 
     async def next_batch(self) -> list[LogEvent | None] | None:
-        """Everything queued (None entries are heartbeats); None once the subscription is closed."""
+        """The oldest queued events, up to WRITE_CHUNK_BYTES (at least one; None entries are
+        heartbeats); None once the subscription is closed."""
         while not self._queue:
             if self.closed is not None:
                 return None
@@ -91,11 +112,19 @@ class Subscription:
                 self._waiter = None
         if self.closed is not None:
             return None
-        after = self.after if self.after is not None else -1
-        batch = [event for event in self._queue if event is None or event.seq > after]
-        self._queue.clear()
-        self._bytes = 0
+        queue = self._queue
+        batch: list[LogEvent | None] = []
+        taken = 0
+        while queue and (not batch or taken + _size(queue[0]) <= WRITE_CHUNK_BYTES):
+            event = queue.popleft()
+            taken += _size(event)
+            batch.append(event)
+        self._bytes -= taken
         return batch
+
+
+def _size(event: LogEvent | None) -> int:
+    return len(HEARTBEAT) if event is None else len(event.sse)
 
 
 @dataclass
@@ -138,30 +167,39 @@ class Hub:
 
     def publish(self, events: Iterable[LogEvent]) -> None:
         """Hand events (in seq order per organization) to that organization's clients."""
+        by_org: dict[str, list[LogEvent]] = {}
         for event in events:
-            clients = self._clients.get(event.organization_id)
-            if not clients:
-                continue
+            if event.organization_id in self._clients:
+                by_org.setdefault(event.organization_id, []).append(event)
+        for organization_id, batch in by_org.items():
             slow: list[Subscription] = []
-            for sub in clients:
-                if sub.filters.empty or sub.filters.matches(event.session_id, event.agent_type, event.category):
-                    if sub.offer(event):
-                        self.stats.delivered += 1
-                    else:
-                        slow.append(sub)
-            for sub in slow:
-                self.stats.slow_disconnects += 1
-                logger.warning(
-                    "client too slow, disconnected",
-                    extra={"organization_id": sub.organization_id, "buffer_bytes": sub.max_bytes},
+            for sub in self._clients.get(organization_id, ()):
+                filters = sub.filters
+                mine = (
+                    batch
+                    if filters.empty
+                    else [e for e in batch if filters.matches(e.session_id, e.agent_type, e.category)]
                 )
-                self.unsubscribe(sub)
+                if not mine:
+                    continue
+                if sub.offer_many(mine):
+                    self.stats.delivered += len(mine)
+                else:
+                    slow.append(sub)
+            self._drop_slow(slow)
+
+    def _drop_slow(self, slow: list[Subscription]) -> None:
+        for sub in slow:
+            self.stats.slow_disconnects += 1
+            logger.warning(
+                "client too slow, disconnected",
+                extra={"organization_id": sub.organization_id, "buffer_bytes": sub.max_bytes},
+            )
+            self.unsubscribe(sub)
 
     def heartbeat(self) -> None:
-        for clients in list(self._clients.values()):
-            for sub in list(clients):
-                if not sub.offer(None):
-                    self.unsubscribe(sub)
+        slow = [sub for clients in self._clients.values() for sub in clients if not sub.offer(None)]
+        self._drop_slow(slow)
 
     def close_all(self, reason: str = CLOSED_SHUTDOWN) -> None:
         self.closing = True
