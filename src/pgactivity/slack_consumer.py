@@ -317,8 +317,11 @@ class SlackConsumer:
                 logger.warning("Slack is unreachable (%s); checking again in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            if self.status.startswith("misconfigured"):
+                return  # the token is fine; the next delivery tells whether the rest is
+            if self.status != "ok":
+                logger.info("Slack notifications on: channel %s, %s", self.channel, who)
             self.status = "ok"
-            logger.info("Slack notifications on: channel %s, %s", self.channel, who)
             return
 
     def _misconfigured(self, exc: SlackMisconfigured) -> None:
