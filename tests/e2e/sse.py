@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 
 @dataclass
@@ -32,6 +35,8 @@ class SSEClient:
 
     `reconnect=True` behaves like a browser's EventSource: when the stream ends
     it reconnects with Last-Event-ID set to the last id it received.
+    Comment lines (heartbeats) are counted in `comments`, with their arrival
+    times in `comment_times`.
     """
 
     url: str
@@ -41,6 +46,7 @@ class SSEClient:
     reconnect: bool = False
     events: list[Received] = field(default_factory=list)
     comments: int = 0
+    comment_times: list[float] = field(default_factory=list)
     connections: int = 0
     status_codes: list[int] = field(default_factory=list)
     error: BaseException | None = None
@@ -57,6 +63,10 @@ class SSEClient:
     def wait_connected(self, timeout: float = 10) -> None:
         if not self._connected.wait(timeout):
             raise TimeoutError(f"SSE client not connected: {self.error!r}")
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         try:
@@ -84,22 +94,39 @@ class SSEClient:
                     return
                 self.connections += 1
                 self._connected.set()
-                for sse in source.iter_sse():
-                    if self._stop.is_set():
-                        return
-                    if not sse.data:
-                        continue
-                    self.events.append(Received(sse.id or None, json.loads(sse.data)))
-                    if sse.id:
-                        self.last_event_id = sse.id
-        except (httpx.HTTPError, RuntimeError):
+                # httpx-sse's own decoders, read line by line so that comments can be counted.
+                lines = SSELineDecoder()
+                decoder = SSEDecoder()
+                for text in source.response.iter_text():
+                    for line in lines.decode(text):
+                        if self._stop.is_set():
+                            return
+                        if line.startswith(":"):
+                            self.comments += 1
+                            self.comment_times.append(time.monotonic())
+                            continue
+                        sse = decoder.decode(line)
+                        if sse is None or not sse.data:
+                            continue
+                        self.events.append(Received(sse.id or None, json.loads(sse.data)))
+                        if sse.id:
+                            self.last_event_id = sse.id
+        except (httpx.HTTPError, RuntimeError, OSError):
             if not self.reconnect:
                 raise
 
     def drop(self) -> None:
         """Close the current connection (a dropped network); a reconnecting client comes back."""
         response = self._response
-        if response is not None:
+        if response is None:
+            return
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            # Wakes the reading thread at once (close() alone does not interrupt a blocked recv).
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        else:
             response.close()
 
     def stop(self) -> None:
@@ -113,6 +140,9 @@ class SSEClient:
 
     def seqs(self) -> list[int]:
         return [e.seq for e in self.live()]
+
+    def snapshots(self) -> list[Received]:
+        return [e for e in self.events if e.type == "snapshot"]
 
     def wait_for(self, predicate: Any, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,189 @@
+"""Faults: the LISTEN backend killed, PostgreSQL restarted, a client that never reads."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.conftest import PgServer
+from tests.e2e.conftest import ServerFactory, ServerProcess
+from tests.e2e.sse import SSEClient
+from tests.e2e.writers import Writer, assert_exactly, last_seq, wait_until, write_batch, write_batch_in_one_transaction
+from tests.helpers import run_psql
+
+STREAM = "/api/activity/stream"
+LISTENER_PID = (
+    "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgactivity-listener' AND datname = current_database()"
+)
+
+
+def _listener_pids(url: str) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [int(r[0]) for r in conn.execute(LISTENER_PID).fetchall()]
+
+
+def _readyz(server: ServerProcess) -> int:
+    try:
+        return httpx.get(f"{server.base_url}/readyz", timeout=5).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_listener_backend_terminated_while_writing_loses_nothing(server: ServerProcess) -> None:
+    org = "org-kill"
+    client = SSEClient(f"{server.base_url}{STREAM}", server.token(org)).start()
+    writer = Writer(server.db_url, org, threads=2, pause=0.01)
+    try:
+        client.wait_for(lambda c: len(c.events) == 1)
+        writer.start()
+        killed: list[int] = []
+        for _ in range(3):
+            wait_until(lambda: len(_listener_pids(server.db_url)) == 1, what="the listener to (re)connect")
+            pid = _listener_pids(server.db_url)[0]
+            assert pid not in killed
+            # Terminate, wait until the backend is gone, and write at once: this event's NOTIFY
+            # goes nowhere (the listener is reconnecting); only the catch-up from the log delivers it.
+            out = run_psql(
+                server.db_url,
+                f"SELECT pg_terminate_backend({pid}, 10000);"
+                "SELECT agent_activity_start(organization_id => 'org-kill', agent_type => 'after-kill');",
+            )
+            assert out.stdout.startswith("t"), out.stdout
+            killed.append(pid)
+            time.sleep(0.4)
+        writer.stop()
+        # Nothing written after this point: the last events can only come from the log.
+        final = last_seq(server.db_url, org)
+        client.wait_for(lambda c: c.last_event_id == str(final), timeout=30)
+        time.sleep(0.3)
+    finally:
+        writer.stop()
+        client.stop()
+    assert client.connections == 1, "the client's stream must survive the listener's reconnects"
+    assert_exactly(client.seqs(), 1, final)
+    assert sum(e.data["agentType"] == "after-kill" for e in client.live()) == 3
+    assert server.log().count("listener connected") >= 4
+
+
+def test_postgres_restart_readyz_goes_503_then_200_and_no_event_is_lost(
+    server: ServerProcess, pg_server: PgServer
+) -> None:
+    if pg_server.embedded is None:
+        pg_server.restart()  # skips: needs the embedded server
+    org = "org-restart"
+    client = SSEClient(f"{server.base_url}{STREAM}", server.token(org)).start()
+    try:
+        client.wait_for(lambda c: len(c.events) == 1)
+        before = write_batch(server.db_url, org, 20)
+        client.wait_for(lambda c: c.last_event_id == str(before))
+        assert _readyz(server) == 200
+
+        pg_server.embedded.stop()  # the downtime: nothing is written
+        wait_until(lambda: _readyz(server) == 503, timeout=30, what="/readyz to report the database down")
+        body = httpx.get(f"{server.base_url}/readyz", timeout=5).json()
+        assert body["checks"]["database"] != "ok" or body["checks"]["listener"] != "connected"
+        pg_server.restart()  # starts it again on the same port
+        wait_until(lambda: _readyz(server) == 200, timeout=30, what="/readyz to recover")
+
+        after = write_batch(server.db_url, org, 20)
+        assert after == before + 20
+        client.wait_for(lambda c: c.last_event_id == str(after), timeout=30)
+        # Heartbeats went on through the outage (PGACTIVITY_HEARTBEAT_SECONDS=1).
+        assert client.comments >= 2
+    finally:
+        client.stop()
+    assert client.connections == 1, "the client's stream must survive a PostgreSQL restart"
+    assert client.error is None
+    assert_exactly(client.seqs(), 1, after)
+
+
+def _vm_rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    assert match, status
+    return int(match.group(1))
+
+
+def _never_reading_client(server: ServerProcess, org: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A tiny receive window (set before connect so that it is the advertised one).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    request = (
+        f"GET {STREAM} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Authorization: Bearer {server.token(org)}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    return sock
+
+
+def _drain_until_stream_end(sock: socket.socket, timeout: float) -> bytes:
+    """Read what the server sent until the end of the chunked response (or EOF); returns the last bytes."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    tail = b""
+    try:
+        while time.monotonic() < deadline and not tail.endswith(b"\r\n0\r\n\r\n"):
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            tail = (tail + chunk)[-64:]
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return tail
+
+
+def test_client_that_never_reads_is_disconnected_and_memory_stays_bounded(server_factory: ServerFactory) -> None:
+    server = server_factory(
+        env={"PGACTIVITY_CLIENT_BUFFER_BYTES": str(1024 * 1024), "PGACTIVITY_CLIENT_BUFFER_EVENTS": "100000"}
+    )
+    assert server.proc is not None
+    pid = server.proc.pid
+    org = "org-flood"
+    count, size, per_transaction = 2000, 50_000, 20
+    reader = SSEClient(f"{server.base_url}{STREAM}", server.token(org), reconnect=True).start()
+    stalled = _never_reading_client(server, org)
+    peak = [0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], _vm_rss_kb(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        reader.wait_for(lambda c: len(c.events) == 1)
+        wait_until(lambda: server.log().count("stream opened") >= 2, what="both streams open")
+        baseline = _vm_rss_kb(pid)
+        sampler.start()
+        # ~100 MB in bursts of 20 events (1 MB) per commit.
+        for _ in range(count // per_transaction):
+            write_batch_in_one_transaction(server.db_url, org, per_transaction, payload_bytes=size)
+        final = last_seq(server.db_url, org)
+        assert final == count
+        reader.wait_for(lambda c: c.last_event_id == str(final), timeout=60)
+        wait_until(lambda: "client too slow" in server.log(), timeout=30, what="the slow client to be dropped")
+        sampling.set()
+        sampler.join()
+        # The server ended the stalled client's stream: once it reads what the kernel and the
+        # server already hold, it finds the end of the chunked response (and would reconnect).
+        tail = _drain_until_stream_end(stalled, timeout=30)
+    finally:
+        sampling.set()
+        reader.stop()
+        stalled.close()
+    total_kb = count * size // 1024
+    growth = peak[0] - baseline
+    assert growth < total_kb // 4, f"RSS grew by {growth} kB while {total_kb} kB flowed (baseline {baseline} kB)"
+    assert tail.endswith(b"\r\n0\r\n\r\n"), f"the stalled stream was not ended by the server: {tail!r}"
+    assert_exactly(reader.seqs(), 1, final)
+    # The reader kept up: it was never dropped as slow (at most one reconnect on a busy CI machine).
+    assert reader.connections <= 2, f"the normal reader was disconnected {reader.connections - 1} times"
+    assert server.log().count("client too slow") <= 2
