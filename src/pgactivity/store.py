@@ -70,8 +70,10 @@ class Snapshot:
 
 
 class Store:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, tail_pool: AsyncConnectionPool | None = None) -> None:
         self.pool = pool
+        # The live tail reads on every NOTIFY: its own connection never waits behind snapshots or searches.
+        self.tail_pool = tail_pool if tail_pool is not None else pool
 
     async def last_seqs(self, organization_ids: Sequence[str]) -> dict[str, int]:
         async with self.pool.connection() as conn:
@@ -81,7 +83,7 @@ class Store:
     async def tail(self, cursors: dict[str, int]) -> list[LogEvent]:
         """Events after each organization's cursor, at most TAIL_BATCH per organization."""
         orgs = list(cursors)
-        async with self.pool.connection() as conn:
+        async with self.tail_pool.connection() as conn:
             cur = await conn.execute(SQL_TAIL, (orgs, [cursors[o] for o in orgs], TAIL_BATCH))
             return [LogEvent.from_row(*row) for row in await cur.fetchall()]
 
