@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import psycopg
 
 from tests.e2e.conftest import ServerFactory, ServerProcess
@@ -78,14 +80,37 @@ def test_metrics_follow_clients_events_replays_and_the_listener(server: ServerPr
     )
 
 
+def never_reading_stream(server: ServerProcess, org: str) -> socket.socket:
+    """A client that opens the stream and never reads it (a tiny receive window)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    request = (
+        f"GET /api/activity/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.token(org)}\r\n\r\n"
+    )
+    sock.sendall(request.encode())
+    return sock
+
+
 def test_slow_client_disconnect_is_counted(server_factory: ServerFactory) -> None:
-    # One event of buffer: a transaction of five events arrives in one batch and overflows it.
-    server = server_factory(env={"PGACTIVITY_CLIENT_BUFFER_EVENTS": "1"})
-    client = stream(server, "org-s")
+    server = server_factory(env={"PGACTIVITY_CLIENT_BUFFER_BYTES": "1024", "PGACTIVITY_CLIENT_BUFFER_EVENTS": "1"})
+    stalled = never_reading_stream(server, "org-s")
     try:
+        wait_metrics(server, lambda s: value(s, "pgactivity_connected_clients", organization="org-s") == 1)
         assert value(scrape(server), "pgactivity_slow_client_disconnects_total") == 0
-        run_psql(server.db_url, "SELECT agent_activity_start('org-s', 'burst') FROM generate_series(1, 5)")
-        wait_metrics(server, lambda s: value(s, "pgactivity_slow_client_disconnects_total") == 1)
-        wait_metrics(server, lambda s: value(s, "pgactivity_connected_clients", organization="org-s") is None)
+        # 100 kB events, one per transaction, until the kernel's buffers and then the client's are full.
+        big = "x" * 100_000
+        for _ in range(50):
+            run_psql(
+                server.db_url,
+                "".join(
+                    f"SELECT agent_activity_start('org-s', 'burst', input_data => '{{\"blob\": \"{big}\"}}');\n"
+                    for _ in range(10)
+                ),
+            )
+            if value(scrape(server), "pgactivity_slow_client_disconnects_total") == 1:
+                break
+        samples = wait_metrics(server, lambda s: value(s, "pgactivity_slow_client_disconnects_total") == 1)
+        assert value(samples, "pgactivity_connected_clients", organization="org-s") is None
     finally:
-        client.stop()
+        stalled.close()
