@@ -134,6 +134,11 @@ class Listener:
             if quiet:
                 # A dead connection shows here in seconds, not at the next TCP timeout.
                 await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.ping_seconds)
+            # A NOTIFY is only a wake-up: read every followed organization's log every
+            # ping_seconds, so that a wake-up that never came (psycopg < 3.2.4 drops those that
+            # arrive between two notifies() calls) costs seconds, not the wait for the next write.
+            for organization_id in list(self.cursors):
+                self._mark(organization_id)
 
     def _on_notify(self, payload: str) -> None:
         try:

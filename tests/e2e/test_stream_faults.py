@@ -74,6 +74,40 @@ def test_listener_backend_terminated_while_writing_loses_nothing(server: ServerP
     assert server.log().count("listener connected") >= 4
 
 
+def test_a_lost_wake_up_is_repaired_by_the_idle_check(server: ServerProcess) -> None:
+    """Regression: a NOTIFY that never reached the listener (psycopg < 3.2.4 drops those that
+    arrive between two notifies() calls, e.g. during the idle ping) left its event undelivered
+    until the organization's next write. The log is the truth: the idle check reads it."""
+    org = "org-lost"
+    client = SSEClient(f"{server.base_url}{STREAM}", server.token(org)).start()
+    try:
+        client.wait_for(lambda c: len(c.events) == 1)
+        first = write_batch(server.db_url, org, 1)
+        client.wait_for(lambda c: c.last_event_id == str(first))
+        # An event appended to the log exactly as the trigger does, but whose NOTIFY is lost.
+        run_psql(
+            server.db_url,
+            f"""
+            WITH next AS (
+                UPDATE agent_activity_counters SET last_seq = last_seq + 1
+                WHERE organization_id = '{org}' RETURNING last_seq
+            )
+            INSERT INTO agent_activity_events (organization_id, seq, activity_id, type, payload)
+            SELECT '{org}', next.last_seq, a.id, 'agent_progress',
+                   jsonb_build_object('type', 'agent_progress', 'seq', next.last_seq, 'activityId', a.id,
+                                      'organizationId', '{org}', 'agentType', a.agent_type,
+                                      'data', jsonb_build_object('message', 'no notify', 'progress', 1))
+            FROM next, agent_activities AS a WHERE a.organization_id = '{org}';
+            """,
+        )
+        # PGACTIVITY_LISTENER_PING_SECONDS=1: repaired within a few seconds, with no other write.
+        client.wait_for(lambda c: c.last_event_id == str(first + 1), timeout=20)
+    finally:
+        client.stop()
+    assert client.live()[-1].data["data"]["message"] == "no notify"
+    assert_exactly(client.seqs(), 1, first + 1)
+
+
 def test_postgres_restart_readyz_goes_503_then_200_and_no_event_is_lost(
     server: ServerProcess, pg_server: PgServer
 ) -> None:
