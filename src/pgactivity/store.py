@@ -37,12 +37,24 @@ CROSS JOIN LATERAL (
 ) AS e
 ORDER BY e.organization_id, e.seq
 """
+# A page of the replay: at most LIMIT events up to a seq, and about a byte budget (at least one
+# event). `body` is formatted once; rows past the budget are dropped before they are sent.
 SQL_REPLAY = """
-SELECT organization_id, seq, payload->>'sessionId', payload->>'agentType', payload->>'category', payload::text
-FROM agent_activity_events
-WHERE organization_id = %s AND seq > %s
+SELECT organization_id, seq, session_id, agent_type, category, body
+FROM (
+    SELECT organization_id, seq, payload->>'sessionId' AS session_id, payload->>'agentType' AS agent_type,
+           payload->>'category' AS category, body,
+           sum(octet_length(body)) OVER (ORDER BY seq) - octet_length(body) AS before
+    FROM (
+        SELECT organization_id, seq, payload, payload::text AS body
+        FROM agent_activity_events
+        WHERE organization_id = %s AND seq > %s AND seq <= %s
+        ORDER BY seq
+        LIMIT %s
+    ) AS page
+) AS sized
+WHERE before < %s
 ORDER BY seq
-LIMIT %s
 """
 SQL_SNAPSHOT = """
 SELECT agent_activity_json(a)::text
@@ -57,6 +69,9 @@ LIMIT %(limit)s
 
 TAIL_BATCH = 200
 REPLAY_PAGE = 200
+# A reconnecting client holds one replay page at a time: bound it in bytes too (large events).
+REPLAY_PAGE_BYTES = 1024 * 1024
+REPLAY_FIRST_PAGE = 50
 
 
 class Gap(Exception):
@@ -129,17 +144,27 @@ class Store:
             return first is not None and int(first) <= after + 1
 
     async def replay(self, organization_id: str, after: int) -> AsyncIterator[list[LogEvent]]:
-        """Pages of events with seq > after up to the end of the log; raises Gap on a hole."""
+        """Pages of events with seq > after, up to the end of the log as the replay starts (what
+        comes later reaches the client live); raises Gap on a hole. A page holds at most
+        REPLAY_PAGE events and about REPLAY_PAGE_BYTES (at least one event)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(SQL_LAST_SEQ, (organization_id,))
+            row = await cur.fetchone()
+        until = int(row[0]) if row else 0
         position = after
-        while True:
+        limit = REPLAY_FIRST_PAGE
+        while position < until:
             async with self.pool.connection() as conn:
-                cur = await conn.execute(SQL_REPLAY, (organization_id, position, REPLAY_PAGE))
+                cur = await conn.execute(SQL_REPLAY, (organization_id, position, until, limit, REPLAY_PAGE_BYTES))
                 page = [LogEvent.from_row(*row) for row in await cur.fetchall()]
+            if not page:
+                raise Gap(f"expected seq {position + 1}, the log has none")
+            size = 0
             for event in page:
                 if event.seq != position + 1:
                     raise Gap(f"expected seq {position + 1}, log has {event.seq}")
                 position = event.seq
-            if page:
-                yield page
-            if len(page) < REPLAY_PAGE:
-                return
+                size += len(event.json)
+            yield page
+            # Size the next page from this one, so that PostgreSQL rarely formats rows the budget drops.
+            limit = max(1, min(REPLAY_PAGE, REPLAY_PAGE_BYTES * len(page) // max(size, 1) + 1))

@@ -224,3 +224,42 @@ def test_client_that_never_reads_is_disconnected_and_memory_stays_bounded(server
     # The reader kept up: it was never dropped as slow (at most one reconnect on a busy CI machine).
     assert reader.connections <= 2, f"the normal reader was disconnected {reader.connections - 1} times"
     assert server.log().count("client too slow") <= 2
+
+
+def test_concurrent_replays_of_large_events_keep_memory_bounded(server_factory: ServerFactory) -> None:
+    """Regression: a replay page was 200 events whatever their size; eight clients resuming over
+    50 kB events grew the server by ~450 MB."""
+    server = server_factory()
+    assert server.proc is not None
+    org = "org-big-replay"
+    for _ in range(50):
+        write_batch_in_one_transaction(server.db_url, org, 20, payload_bytes=50_000)
+    final = last_seq(server.db_url, org)
+    assert final == 1000
+    pid = server.proc.pid
+    baseline = _vm_rss_kb(pid)
+    peak = [0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            peak[0] = max(peak[0], _vm_rss_kb(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    clients = [SSEClient(f"{server.base_url}{STREAM}", server.token(org), last_event_id="0").start() for _ in range(8)]
+    try:
+        for client in clients:
+            client.wait_for(lambda c: c.last_event_id == str(final), timeout=90)
+    finally:
+        sampling.set()
+        sampler.join()
+        for client in clients:
+            client.stop()
+    for client in clients:
+        assert client.snapshots() == []
+        assert_exactly(client.seqs(), 1, final)
+    streamed_kb = 8 * final * 50_000 // 1024
+    growth = peak[0] - baseline
+    assert growth < 150 * 1024, f"RSS grew by {growth} kB while 8 clients replayed {streamed_kb} kB"
