@@ -824,6 +824,7 @@ class Load:
     client_procs: int = 2
     writer_connections: int = 2
     settle: float = 1.0
+    server_env: dict[str, str] = field(default_factory=dict)  # e.g. PGACTIVITY_* settings for the server
 
 
 def run_system(system: str, cl: Cluster, load: Load) -> list[dict[str, Any]]:
@@ -851,7 +852,7 @@ def run_system(system: str, cl: Cluster, load: Load) -> list[dict[str, Any]]:
             print_row(rows[-1])
         return rows
 
-    server = Server(system, url, cl.workdir).start()
+    server = Server(system, url, cl.workdir, env_extra=load.server_env).start()
     try:
         fleet = Fleet(
             server.port,
@@ -868,6 +869,7 @@ def run_system(system: str, cl: Cluster, load: Load) -> list[dict[str, Any]]:
         for rate in load.rates:
             meter = CpuMeter({"server": server.pids, "postgres": cl.postgres_cpu, "clients": fleet.pids})
             written, window, cpu = run_phase(spec(rate), meter, load.warmup)
+            cpu["rss_mb"] = rss_bytes(server.pid) / 2**20  # at the writer's end, before the backlog drains
             drained = fleet.drain()
             phases.append((rate, written, window, cpu, drained))
             print(f"  {system} at {rate:g}/s: written, drained in {drained:.1f}s", flush=True)
@@ -898,6 +900,7 @@ ROW_COLUMNS = (
     "cpu_clients",
     "cpu_writer",
     "cpu_machine",
+    "rss_mb",
 )
 
 
