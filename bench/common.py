@@ -53,6 +53,7 @@ MP = multiprocessing.get_context("spawn")
 PGACTIVITY = "pgactivity"
 TYPICAL = "typical"
 CEILING = "ceiling"
+CEILING_READ = "ceiling+read"
 
 
 # -- machine ------------------------------------------------------------------
@@ -468,21 +469,28 @@ class Written:
 # -- the raw ceiling: one psycopg connection doing LISTEN ---------------------------
 
 
-def ceiling_main(conn: Connection, url: str) -> None:
+SQL_READ_EVENT = "SELECT payload::text FROM agent_activity_events WHERE organization_id = %s AND seq = %s"
+
+
+def ceiling_main(conn: Connection, url: str, read: bool = False) -> None:
+    """One LISTEN connection, no HTTP; with `read`, a second connection also reads each event's log row."""
+
     def body() -> None:
         orgs: list[str] = []
         seqs = array("q")
         times = array("d")
-        with psycopg.connect(url, autocommit=True) as db:
+        with psycopg.connect(url, autocommit=True) as db, psycopg.connect(url, autocommit=True) as reader:
+            reader.execute("SET plan_cache_mode = force_generic_plan")
             db.execute("LISTEN agent_activity")
             conn.send(("ready", None))
             while not conn.poll():
                 for notify in db.notifies(timeout=0.2):
-                    now = time.monotonic()
                     data = json.loads(notify.payload)
+                    if read:
+                        reader.execute(SQL_READ_EVENT, (data["org"], int(data["seq"]))).fetchall()
+                    times.append(time.monotonic())
                     orgs.append(data["org"])
                     seqs.append(int(data["seq"]))
-                    times.append(now)
         conn.recv()
         conn.send(("stop", {"orgs": orgs, "seqs": seqs.tobytes(), "times": times.tobytes()}))
 
@@ -837,9 +845,9 @@ def run_system(system: str, cl: Cluster, load: Load) -> list[dict[str, Any]]:
             url, load.organizations, rate, load.duration, next(_token_bases), connections=load.writer_connections
         )
 
-    if system == CEILING:
+    if system in (CEILING, CEILING_READ):
         for rate in load.rates:
-            ceiling = Actor(ceiling_main, url)
+            ceiling = Actor(ceiling_main, url, system == CEILING_READ)
             ceiling.expect("ready", 30)
             meter = CpuMeter({"server": ceiling.pids, "postgres": cl.postgres_cpu})
             written, window, cpu = run_phase(spec(rate), meter, load.warmup)
