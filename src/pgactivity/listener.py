@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 
 from pgactivity.events import LogEvent
-from pgactivity.store import TAIL_BATCH, Store
+from pgactivity.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Listener:
             if not todo:
                 continue
             try:
-                events = await self.store.tail(todo)
+                events, more = await self.store.tail(todo)
             except Exception as exc:  # psycopg errors, the pool's PoolTimeout, OSError
                 delay = backoff(attempt)
                 attempt += 1
@@ -180,12 +180,9 @@ class Listener:
                 await sleep(delay)
                 continue
             attempt = 0
-            counts: dict[str, int] = {}
             for event in events:
                 self.cursors[event.organization_id] = event.seq
-                counts[event.organization_id] = counts.get(event.organization_id, 0) + 1
             if events:
                 self.publish(events)
-            for organization_id, count in counts.items():
-                if count >= TAIL_BATCH:
-                    self._mark(organization_id)
+            for organization_id in more:  # the read stopped at its row or byte bound: read on
+                self._mark(organization_id)

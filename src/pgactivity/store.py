@@ -23,29 +23,47 @@ LEFT JOIN agent_activity_counters AS ac ON ac.organization_id = c.org
 """
 SQL_MIN_SEQ = "SELECT min(seq) FROM agent_activity_events WHERE organization_id = %s"
 
-# The live tail of several organizations in one round trip, LIMIT per organization.
+# The live tail of several organizations in one round trip: per organization at most LIMIT
+# events and about a byte budget (at least one event). `body` is formatted once; rows past the
+# budget are dropped before they are sent.
 SQL_TAIL = """
 SELECT e.organization_id, e.seq, e.payload->>'sessionId', e.payload->>'agentType',
-       e.payload->>'category', e.payload::text, extract(epoch FROM e.created_at)::float8
+       e.payload->>'category', e.body, e.committed_at
 FROM unnest(%s::text[], %s::bigint[]) AS c(org, after)
 CROSS JOIN LATERAL (
-    SELECT organization_id, seq, payload, created_at
-    FROM agent_activity_events
-    WHERE organization_id = c.org AND seq > c.after
-    ORDER BY seq
-    LIMIT %s
+    SELECT organization_id, seq, payload, body, committed_at,
+           sum(octet_length(body)) OVER (ORDER BY seq) - octet_length(body) AS before
+    FROM (
+        SELECT organization_id, seq, payload, payload::text AS body,
+               extract(epoch FROM created_at)::float8 AS committed_at
+        FROM agent_activity_events
+        WHERE organization_id = c.org AND seq > c.after
+        ORDER BY seq
+        LIMIT %s
+    ) AS t
 ) AS e
+WHERE e.before < %s
 ORDER BY e.organization_id, e.seq
 """
 # The same for one organization, the usual case at a steady rate: no unnest and no sort, and
 # about 0.1 ms less per NOTIFY.
 SQL_TAIL_ONE = """
 SELECT organization_id, seq, payload->>'sessionId', payload->>'agentType',
-       payload->>'category', payload::text, extract(epoch FROM created_at)::float8
-FROM agent_activity_events
-WHERE organization_id = %s AND seq > %s
+       payload->>'category', body, committed_at
+FROM (
+    SELECT organization_id, seq, payload, body, committed_at,
+           sum(octet_length(body)) OVER (ORDER BY seq) - octet_length(body) AS before
+    FROM (
+        SELECT organization_id, seq, payload, payload::text AS body,
+               extract(epoch FROM created_at)::float8 AS committed_at
+        FROM agent_activity_events
+        WHERE organization_id = %s AND seq > %s
+        ORDER BY seq
+        LIMIT %s
+    ) AS t
+) AS e
+WHERE before < %s
 ORDER BY seq
-LIMIT %s
 """
 # A page of the replay: at most LIMIT events up to a seq, and about a byte budget (at least one
 # event). `body` is formatted once; rows past the budget are dropped before they are sent.
@@ -78,6 +96,8 @@ LIMIT %(limit)s
 """
 
 TAIL_BATCH = 200
+# The log tail holds one read in memory: bound it in bytes too (a burst of large events).
+TAIL_BYTES = 4 * 1024 * 1024
 REPLAY_PAGE = 200
 # A reconnecting client holds one replay page at a time: bound it in bytes too (large events).
 REPLAY_PAGE_BYTES = 1024 * 1024
@@ -99,21 +119,37 @@ class Store:
         self.pool = pool
         # The live tail reads on every NOTIFY: its own connection never waits behind snapshots or searches.
         self.tail_pool = tail_pool if tail_pool is not None else pool
+        # Events per organization in the next tail read, sized from the events seen, so that
+        # PostgreSQL rarely formats rows the byte budget then drops.
+        self.tail_limit = TAIL_BATCH
 
     async def last_seqs(self, organization_ids: Sequence[str]) -> dict[str, int]:
         async with self.pool.connection() as conn:
             cur = await conn.execute(SQL_LAST_SEQS, (list(organization_ids),))
             return {str(org): int(seq) for org, seq in await cur.fetchall()}
 
-    async def tail(self, cursors: dict[str, int]) -> list[LogEvent]:
-        """Events after each organization's cursor, at most TAIL_BATCH per organization."""
+    async def tail(self, cursors: dict[str, int]) -> tuple[list[LogEvent], set[str]]:
+        """Events after each organization's cursor, at most `tail_limit` events and about
+        TAIL_BYTES per organization; and the organizations whose read may have stopped short."""
         orgs = list(cursors)
+        limit = self.tail_limit
         async with self.tail_pool.connection() as conn:
             if len(orgs) == 1:
-                cur = await conn.execute(SQL_TAIL_ONE, (orgs[0], cursors[orgs[0]], TAIL_BATCH))
+                cur = await conn.execute(SQL_TAIL_ONE, (orgs[0], cursors[orgs[0]], limit, TAIL_BYTES))
             else:
-                cur = await conn.execute(SQL_TAIL, (orgs, [cursors[o] for o in orgs], TAIL_BATCH))
-            return [LogEvent.from_row(*row) for row in await cur.fetchall()]
+                cur = await conn.execute(SQL_TAIL, (orgs, [cursors[o] for o in orgs], limit, TAIL_BYTES))
+            events = [LogEvent.from_row(*row) for row in await cur.fetchall()]
+        counts: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for event in events:
+            counts[event.organization_id] = counts.get(event.organization_id, 0) + 1
+            # The SSE frame holds the payload's bytes: a sum at the budget means the read may have stopped there.
+            sizes[event.organization_id] = sizes.get(event.organization_id, 0) + len(event.sse)
+        if events:
+            largest = max(sizes[org] / counts[org] for org in counts)
+            self.tail_limit = max(1, min(TAIL_BATCH, int(TAIL_BYTES // largest) + 1))
+        more = {org for org, count in counts.items() if count >= limit or sizes[org] >= TAIL_BYTES}
+        return events, more
 
     async def snapshot(self, organization_id: str, filters: Filters, limit: int, *, reset: bool) -> Snapshot:
         """The newest activities and the seq they are current at, read in one snapshot."""
