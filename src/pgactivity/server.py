@@ -3,7 +3,6 @@ no DATABASE_URL is given, and a shutdown that ends the endless streams."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import sys
@@ -63,15 +62,26 @@ def _check_schema(url: str) -> None:
         raise ConfigurationError("the database has no pgactivity schema: run `pgactivity migrate up` first")
 
 
-def start_embedded(settings: Settings) -> tuple[Settings, EmbeddedPostgres]:
+def start_embedded(settings: Settings, embedded: EmbeddedPostgres) -> Settings:
     """Start (or reuse) the development PostgreSQL, migrate it, and make up a secret."""
-    embedded = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.embedded_port)
     print(f"Starting embedded PostgreSQL in {embedded.data_dir} ...", flush=True)
     embedded.start()
     url = embedded.url("pgactivity")
     migrations.migrate_up(url)
     secret = settings.jwt_secret or _persistent_secret(settings.data_dir)
-    return settings.with_(database_url=url, jwt_secret=secret), embedded
+    return settings.with_(database_url=url, jwt_secret=secret)
+
+
+class Interrupted(Exception):
+    """SIGTERM before uvicorn runs (and handles it): unwind, so that what was started is stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
 
 
 def add_demo(app: Litestar, runtime: Runtime) -> None:
@@ -89,9 +99,15 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     host = host or settings.host
     port = port if port is not None else settings.port
     embedded: EmbeddedPostgres | None = None
+    started_here = False
+    # Until uvicorn takes the signals over, SIGTERM (like Ctrl-C) unwinds through the finally
+    # below: a PostgreSQL that was still starting is stopped, not left running for good.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         if settings.database_url is None:
-            settings, embedded = start_embedded(settings)
+            embedded = EmbeddedPostgres(settings.data_dir / "postgres", port=settings.embedded_port)
+            started_here = embedded.running_port() is None  # else another serve's: leave it running
+            settings = start_embedded(settings, embedded)
             token = mint_token(settings, DEV_ORGANIZATION, subject="developer", ttl=30 * 86400)
             print(
                 "\npgactivity development server (embedded PostgreSQL, do not use in production)\n"
@@ -125,14 +141,16 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             proxy_headers=True,
         )
         server = _Server(config, runtime)
-        # uvicorn re-raises the signal it caught once it is done; make that a no-op
-        # so that the embedded PostgreSQL below is stopped and the exit code is 0.
-        signal.signal(signal.SIGTERM, lambda *_: None)
-        with contextlib.suppress(KeyboardInterrupt):
+        try:
             server.run()
+        except (Interrupted, KeyboardInterrupt):
+            # uvicorn re-raises the signal it handled once it is done: a requested stop, exit 0
+            # (the embedded PostgreSQL below is stopped). Before it ran: a stop while starting.
+            if not server.started:
+                raise
         return 0 if server.started else 1
     finally:
-        if embedded is not None and embedded.started_here:
+        if embedded is not None and started_here:
             embedded.stop()
 
 
@@ -142,3 +160,7 @@ def main_serve(settings: Settings, host: str | None, port: int | None, demo: boo
     except ConfigurationError as exc:
         print(f"pgactivity: {exc}", file=sys.stderr)
         return 2
+    except (Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"pgactivity: stopped by {signal.Signals(signum).name} while starting", file=sys.stderr)
+        return 128 + signum

@@ -176,6 +176,19 @@ def test_serve_without_database_url_runs_an_embedded_postgres_prints_a_token_and
         assert not pid_file.exists()
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", pg_port)) != 0
+
+        # Regression: a SIGTERM (or Ctrl-C) while serve was still starting its PostgreSQL left that
+        # PostgreSQL running, and every later serve reused it without ever stopping it.
+        again = server_factory(env=srv.env, start=False)
+        again.start(wait_ready=False)
+        # Its PostgreSQL is starting (its pid file is there) and serve has not printed its banner yet.
+        wait_until(lambda: pid_file.exists(), timeout=60, interval=0.005, what="PostgreSQL to start")
+        assert "development server" not in again.log()
+        again.stop(signal.SIGTERM, timeout=60)
+        assert again.proc is not None
+        assert again.proc.returncode == 128 + signal.SIGTERM, again.log()
+        assert "stopped by SIGTERM while starting" in again.log()
+        wait_until(lambda: not pid_file.exists(), timeout=30, what="the half-started PostgreSQL to be stopped")
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
             srv.stop(signal.SIGKILL)
