@@ -34,7 +34,7 @@ $$;
 CREATE TABLE agent_activity_counters (
     organization_id text PRIMARY KEY,
     last_seq        bigint NOT NULL
-);
+) WITH (fillfactor = 50);  -- room on the page for HOT updates of busy counters
 
 COMMENT ON TABLE agent_activity_counters IS
     'Last event seq per organization (pgactivity). Never delete rows: replay relies on them.';
@@ -85,10 +85,17 @@ BEGIN
         v_data := jsonb_build_object('message', NEW.message, 'progress', NEW.progress);
     END IF;
 
-    INSERT INTO agent_activity_counters AS c (organization_id, last_seq)
-    VALUES (NEW.organization_id, 1)
-    ON CONFLICT (organization_id) DO UPDATE SET last_seq = c.last_seq + 1
-    RETURNING c.last_seq INTO v_seq;
+    -- A plain UPDATE first: cheaper than INSERT ... ON CONFLICT for the usual
+    -- case, and waiters on a busy organization re-check one row version.
+    UPDATE agent_activity_counters SET last_seq = last_seq + 1
+    WHERE organization_id = NEW.organization_id
+    RETURNING last_seq INTO v_seq;
+    IF NOT FOUND THEN
+        INSERT INTO agent_activity_counters AS c (organization_id, last_seq)
+        VALUES (NEW.organization_id, 1)
+        ON CONFLICT (organization_id) DO UPDATE SET last_seq = c.last_seq + 1
+        RETURNING c.last_seq INTO v_seq;
+    END IF;
 
     INSERT INTO agent_activity_events (organization_id, seq, activity_id, type, payload)
     VALUES (NEW.organization_id, v_seq, NEW.id, v_type, jsonb_build_object(
