@@ -418,8 +418,6 @@ async def _writer(conn: Connection, spec: WriterSpec) -> None:
 
     await asyncio.gather(*(worker(w, db) for w, db in enumerate(conns)))
     t1 = time.monotonic()
-    for db in conns:
-        await db.close()
     conn.send(
         (
             "done",
@@ -434,6 +432,9 @@ async def _writer(conn: Connection, spec: WriterSpec) -> None:
             },
         )
     )
+    await commands.get()  # "close": the coordinator has read the CPU counters while these backends lived
+    for db in conns:
+        await db.close()
 
 
 @dataclass
@@ -814,6 +815,7 @@ def run_phase(
     meter.start()
     payload = writer.expect("done", spec.duration * 3 + 60)
     cpu = meter.stop()
+    writer.conn.send("close")
     writer.join()
     written = Written.from_payload(payload)
     return written, (w0, min(time.monotonic(), written.t1)), cpu
