@@ -18,9 +18,11 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 
+from pgactivity.db import connect_dedicated
 from pgactivity.events import LogEvent
 from pgactivity.store import Store
 
@@ -82,17 +84,8 @@ class Listener:
 
     # -- the LISTEN connection ---------------------------------------------
 
-    async def _connect(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
-        return await psycopg.AsyncConnection.connect(
-            self.conninfo,
-            autocommit=True,
-            application_name=APPLICATION_NAME,
-            connect_timeout=5,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await connect_dedicated(self.conninfo, APPLICATION_NAME)
 
     async def run(self) -> None:
         """Listen forever; reconnect on any failure. Cancel to stop."""

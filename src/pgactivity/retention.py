@@ -27,6 +27,8 @@ from datetime import datetime
 
 import psycopg
 
+from pgactivity.db import connect_dedicated
+
 logger = logging.getLogger(__name__)
 
 # pg_try_advisory_lock key: "pgactvty" as a big-endian bigint.
@@ -82,12 +84,6 @@ class PurgeResult:
         return {"agent_activities": self.activities, "agent_activity_events": self.events}
 
 
-async def _connect(conninfo: str) -> psycopg.AsyncConnection[tuple[object, ...]]:
-    return await psycopg.AsyncConnection.connect(
-        conninfo, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=10
-    )
-
-
 async def _purge_events(
     conn: psycopg.AsyncConnection[tuple[object, ...]], cutoff: datetime, batch_size: int, pause: float
 ) -> int:
@@ -124,7 +120,7 @@ async def purge(
     """Delete finished activities and events older than the given days, unless another process is at it."""
     if not older_than_days > 0:
         raise ValueError("older_than_days must be positive")
-    async with await _connect(conninfo) as conn:
+    async with await connect_dedicated(conninfo, APPLICATION_NAME) as conn:
         cur = await conn.execute(SQL_TRY_LOCK, (LOCK_KEY,))
         row = await cur.fetchone()
         if not row or not row[0]:

@@ -46,6 +46,7 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pgactivity.db import connect_dedicated
 from pgactivity.listener import backoff
 from pgactivity.settings import Settings
 from pgactivity.slack import (
@@ -338,16 +339,7 @@ class SlackConsumer:
         self.status = status
 
     async def _consume(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self.conninfo,
-            autocommit=True,
-            application_name=APPLICATION_NAME,
-            connect_timeout=5,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=5,
-            keepalives_count=3,
-        )
+        conn = await connect_dedicated(self.conninfo, APPLICATION_NAME)
         async with conn:
             await self._initialize(conn)
             self._db_attempt = 0
