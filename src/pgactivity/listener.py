@@ -111,6 +111,9 @@ class Listener:
                     await self._listen(conn)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 logger.warning("listener connection lost: %s", exc, extra={"listener_state": "disconnected"})
+            except Exception:
+                # Anything else is a bug, but a silent stream is worse: log it and listen again.
+                logger.exception("listener failed", extra={"listener_state": "disconnected"})
             finally:
                 self.connected = False
             self.reconnects += 1
