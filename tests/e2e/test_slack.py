@@ -179,7 +179,9 @@ def test_slack_outage_then_recovery_posts_everything_once_and_the_stream_is_unaf
     wait_slack_status(srv, slack, "ok")
     client = SSEClient(f"{srv.base_url}/api/activity/stream", srv.token("org-o")).start()
     try:
-        client.wait_connected()
+        # The snapshot must be read before the first write, or that write's events land in it
+        # instead of arriving live (the response headers alone come before the snapshot).
+        client.wait_for(lambda c: len(c.snapshots()) == 1)
 
         def write(n: int) -> list[str]:
             ids = []
