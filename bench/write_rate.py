@@ -7,12 +7,12 @@ on, as in production) and one database holding three identical tables
 (same columns, constraints and indexes):
 
   ours    agent_activities with the real migrations: the guard trigger, the
-          deferred event trigger (counter row, event row, NOTIFY {org, seq})
+          deferred event trigger (organization lock, counter row, event row, NOTIFY {org, seq})
   notify  the same table with only `AFTER INSERT FOR EACH ROW` + pg_notify('x', NEW.id::text)
   plain   the same table, no trigger
 
 `ours` runs twice: every insert for one organization (`ours-1org`, all writers
-queue on one counter row) and spread over 1000 organizations (`ours-many`).
+queue on one organization's lock) and spread over 1000 organizations (`ours-many`).
 One LISTEN connection drains both channels throughout, as a `pgactivity serve`
 process would, and checks that every insert was notified.
 

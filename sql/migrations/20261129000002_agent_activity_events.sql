@@ -85,8 +85,16 @@ BEGIN
         v_data := jsonb_build_object('message', NEW.message, 'progress', NEW.progress);
     END IF;
 
+    -- Writers of one organization queue here, on a lock that pins no page,
+    -- rather than on the counter row: waiters on a row keep its page pinned,
+    -- which stops PostgreSQL from pruning the row's old versions, and a busy
+    -- counter then bloats and slows with every writer added. Held until this
+    -- transaction has committed, exactly like the row lock it replaces as
+    -- the point of waiting.
+    PERFORM pg_advisory_xact_lock(hashtextextended(NEW.organization_id, 7146));
+
     -- A plain UPDATE first: cheaper than INSERT ... ON CONFLICT for the usual
-    -- case, and waiters on a busy organization re-check one row version.
+    -- case.
     UPDATE agent_activity_counters SET last_seq = last_seq + 1
     WHERE organization_id = NEW.organization_id
     RETURNING last_seq INTO v_seq;
