@@ -3,8 +3,10 @@ no DATABASE_URL is given, and a shutdown that ends the endless streams."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from types import FrameType
@@ -39,6 +41,35 @@ class _Server(uvicorn.Server):
         if loop is not None:
             loop.call_soon_threadsafe(self._runtime.hub.close_all)
         super().handle_exit(sig, frame)
+
+
+def http_protocol(send_timeout_seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, with TCP_USER_TIMEOUT set on every accepted connection.
+
+    A client that stops reading (or vanishes without a FIN) leaves the server's
+    last write pending for ever: ASGI offers no way to abort the transport, and
+    the kernel otherwise keeps retrying for about 15 minutes, or indefinitely
+    while the peer advertises a zero window. With TCP_USER_TIMEOUT the kernel
+    aborts the connection once sent data has gone unacknowledged that long;
+    uvicorn then sees the connection lost and the stream ends.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is None or send_timeout_seconds <= 0:
+        return AutoHTTPProtocol
+    milliseconds = int(send_timeout_seconds * 1000)
+
+    def connection_made(self: asyncio.Protocol, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, option, milliseconds)
+            except OSError as exc:
+                logger.debug("cannot set TCP_USER_TIMEOUT: %s", exc)
+        AutoHTTPProtocol.connection_made(self, transport)
+
+    return type("SendTimeoutHTTPProtocol", (AutoHTTPProtocol,), {"connection_made": connection_made})
 
 
 def _persistent_secret(data_dir: Path) -> str:
@@ -137,6 +168,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             access_log=False,  # access logs would carry ?access_token= query strings
             log_config=None,
             lifespan="on",
+            http=http_protocol(settings.client_send_timeout_seconds),
             timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
             proxy_headers=True,
         )

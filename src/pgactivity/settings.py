@@ -44,6 +44,7 @@ class Settings:
     snapshot_limit: int = 100
     client_buffer_bytes: int = 8 * 1024 * 1024
     client_buffer_events: int = 10_000
+    client_send_timeout_seconds: float = 60.0
     pool_min_size: int = 1
     pool_max_size: int = 10
     listener_ping_seconds: float = 5.0
@@ -134,6 +135,7 @@ class Settings:
             snapshot_limit=int(number("PGACTIVITY_SNAPSHOT_LIMIT", 100, minimum=1)),
             client_buffer_bytes=int(number("PGACTIVITY_CLIENT_BUFFER_BYTES", 8 * 1024 * 1024, minimum=1024)),
             client_buffer_events=int(number("PGACTIVITY_CLIENT_BUFFER_EVENTS", 10_000, minimum=1)),
+            client_send_timeout_seconds=number("PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS", 60.0),
             pool_min_size=int(number("PGACTIVITY_POOL_MIN_SIZE", 1, minimum=1)),
             pool_max_size=int(number("PGACTIVITY_POOL_MAX_SIZE", 10, minimum=1)),
             listener_ping_seconds=number("PGACTIVITY_LISTENER_PING_SECONDS", 5.0, minimum=0.1),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from tests.conftest import PgServer
 from tests.e2e.conftest import ServerFactory, ServerProcess
@@ -176,6 +177,12 @@ def _drain_until_stream_end(sock: socket.socket, timeout: float) -> bytes:
     return tail
 
 
+def _read_to_the_end(sock: socket.socket, timeout: float) -> None:
+    sock.settimeout(timeout)
+    while sock.recv(1 << 20):
+        pass
+
+
 def test_client_that_never_reads_is_disconnected_and_memory_stays_bounded(server_factory: ServerFactory) -> None:
     server = server_factory(
         env={"PGACTIVITY_CLIENT_BUFFER_BYTES": str(1024 * 1024), "PGACTIVITY_CLIENT_BUFFER_EVENTS": "100000"}
@@ -223,6 +230,34 @@ def test_client_that_never_reads_is_disconnected_and_memory_stays_bounded(server
     assert_exactly(reader.seqs(), 1, final)
     # (The reader normally keeps up and is never dropped; on a loaded machine it may fall a
     # megabyte behind and be dropped too: it then resumes with Last-Event-ID, losing nothing.)
+
+
+def test_client_that_stops_reading_altogether_is_cut_off_after_the_send_timeout(server_factory: ServerFactory) -> None:
+    """A client whose socket stays open but is never read again (a frozen process, a peer gone
+    without a FIN) must not hold its stream, task and buffers for ever: the server's write to it
+    can never finish, and ASGI cannot abort it. TCP_USER_TIMEOUT makes the kernel abort it."""
+    server = server_factory(env={"PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS": "2"})
+    org = "org-frozen"
+    reader = SSEClient(f"{server.base_url}{STREAM}", server.token(org), reconnect=True).start()
+    stalled = _never_reading_client(server, org)
+    try:
+        reader.wait_for(lambda c: len(c.events) == 1)
+        wait_until(lambda: server.log().count("stream opened") >= 2, what="both streams open")
+        # ~10 MB: more than the kernel's socket buffers and the server's pending write can hold.
+        for _ in range(10):
+            write_batch_in_one_transaction(server.db_url, org, 20, payload_bytes=50_000)
+        final = last_seq(server.db_url, org)
+        # Only the frozen client's stream ends, and without it reading a byte.
+        wait_until(lambda: "stream closed" in server.log(), timeout=30, what="the frozen client's stream to end")
+        reader.wait_for(lambda c: c.last_event_id == str(final), timeout=60)
+        assert server.log().count("stream closed") == 1
+        # The connection was aborted, not ended: the client finds a reset once it reads again.
+        with pytest.raises(ConnectionResetError):
+            _read_to_the_end(stalled, timeout=30)
+    finally:
+        reader.stop()
+        stalled.close()
+    assert_exactly(reader.seqs(), 1, final)
 
 
 def test_concurrent_replays_of_large_events_keep_memory_bounded(server_factory: ServerFactory) -> None:

@@ -52,6 +52,7 @@ def test_reads_every_variable() -> None:
         "PGACTIVITY_SNAPSHOT_LIMIT": "50",
         "PGACTIVITY_CLIENT_BUFFER_BYTES": "65536",
         "PGACTIVITY_CLIENT_BUFFER_EVENTS": "500",
+        "PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS": "15",
         "PGACTIVITY_POOL_MIN_SIZE": "2",
         "PGACTIVITY_POOL_MAX_SIZE": "20",
         "PGACTIVITY_LISTENER_PING_SECONDS": "1",
@@ -73,6 +74,7 @@ def test_reads_every_variable() -> None:
     assert (s.jwt_audience, s.jwt_issuer, s.org_claim) == ("dashboard", "https://auth.example", "tenant")
     assert s.heartbeat_seconds == 2.5
     assert (s.snapshot_limit, s.client_buffer_bytes, s.client_buffer_events) == (50, 65536, 500)
+    assert s.client_send_timeout_seconds == 15.0
     assert (s.pool_min_size, s.pool_max_size) == (2, 20)
     assert (s.listener_ping_seconds, s.shutdown_grace_seconds) == (1.0, 0.0)
     assert s.retention_days == 7.0
@@ -140,6 +142,7 @@ def test_secrets_stay_out_of_repr() -> None:
         ("PGACTIVITY_SNAPSHOT_LIMIT", "0"),
         ("PGACTIVITY_CLIENT_BUFFER_BYTES", "100"),
         ("PGACTIVITY_CLIENT_BUFFER_EVENTS", "0"),
+        ("PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS", "-1"),
         ("PGACTIVITY_POOL_MIN_SIZE", "0"),
         ("PGACTIVITY_POOL_MAX_SIZE", "0"),
         ("PGACTIVITY_LISTENER_PING_SECONDS", "0.01"),
