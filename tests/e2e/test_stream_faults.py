@@ -236,7 +236,15 @@ def test_client_that_stops_reading_altogether_is_cut_off_after_the_send_timeout(
     """A client whose socket stays open but is never read again (a frozen process, a peer gone
     without a FIN) must not hold its stream, task and buffers for ever: the server's write to it
     can never finish, and ASGI cannot abort it. TCP_USER_TIMEOUT makes the kernel abort it."""
-    server = server_factory(env={"PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS": "2"})
+    server = server_factory(
+        env={
+            "PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS": "2",
+            # Buffers far above what flows: neither client is dropped as slow, so the only
+            # stream that can end is the frozen one, ended by the timeout.
+            "PGACTIVITY_CLIENT_BUFFER_BYTES": str(64 * 1024 * 1024),
+            "PGACTIVITY_CLIENT_BUFFER_EVENTS": "100000",
+        }
+    )
     org = "org-frozen"
     reader = SSEClient(f"{server.base_url}{STREAM}", server.token(org), reconnect=True).start()
     stalled = _never_reading_client(server, org)
