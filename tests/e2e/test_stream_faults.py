@@ -148,6 +148,34 @@ def _vm_rss_kb(pid: int) -> int:
     return int(match.group(1))
 
 
+class PeakRss:
+    """The highest RSS of a process while the block runs, sampled by a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid, self.interval = pid, interval
+        self.baseline = self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self.baseline = self.peak = _vm_rss_kb(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _vm_rss_kb(self.pid))
+            time.sleep(self.interval)
+
+    @property
+    def growth_kb(self) -> int:
+        return self.peak - self.baseline
+
+
 def _never_reading_client(server: ServerProcess, org: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     # A tiny receive window (set before connect so that it is the advertised one).
@@ -193,39 +221,26 @@ def test_client_that_never_reads_is_disconnected_and_memory_stays_bounded(server
     count, size, per_transaction = 2000, 50_000, 20
     reader = SSEClient(f"{server.base_url}{STREAM}", server.token(org), reconnect=True).start()
     stalled = _never_reading_client(server, org)
-    peak = [0]
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.is_set():
-            peak[0] = max(peak[0], _vm_rss_kb(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
     try:
         reader.wait_for(lambda c: len(c.events) == 1)
         wait_until(lambda: server.log().count("stream opened") >= 2, what="both streams open")
-        baseline = _vm_rss_kb(pid)
-        sampler.start()
-        # ~100 MB in bursts of 20 events (1 MB) per commit.
-        for _ in range(count // per_transaction):
-            write_batch_in_one_transaction(server.db_url, org, per_transaction, payload_bytes=size)
-        final = last_seq(server.db_url, org)
-        assert final == count
-        reader.wait_for(lambda c: c.last_event_id == str(final), timeout=60)
-        wait_until(lambda: "client too slow" in server.log(), timeout=30, what="the slow client to be dropped")
-        sampling.set()
-        sampler.join()
+        with PeakRss(pid) as rss:
+            # ~100 MB in bursts of 20 events (1 MB) per commit.
+            for _ in range(count // per_transaction):
+                write_batch_in_one_transaction(server.db_url, org, per_transaction, payload_bytes=size)
+            final = last_seq(server.db_url, org)
+            assert final == count
+            reader.wait_for(lambda c: c.last_event_id == str(final), timeout=60)
+            wait_until(lambda: "client too slow" in server.log(), timeout=30, what="the slow client to be dropped")
         # The server ended the stalled client's stream: once it reads what the kernel and the
         # server already hold, it finds the end of the chunked response (and would reconnect).
         tail = _drain_until_stream_end(stalled, timeout=30)
     finally:
-        sampling.set()
         reader.stop()
         stalled.close()
     total_kb = count * size // 1024
-    growth = peak[0] - baseline
-    assert growth < total_kb // 4, f"RSS grew by {growth} kB while {total_kb} kB flowed (baseline {baseline} kB)"
+    growth = rss.growth_kb
+    assert growth < total_kb // 4, f"RSS grew by {growth} kB while {total_kb} kB flowed (baseline {rss.baseline} kB)"
     assert tail.endswith(b"\r\n0\r\n\r\n"), f"the stalled stream was not ended by the server: {tail!r}"
     assert_exactly(reader.seqs(), 1, final)
     # (The reader normally keeps up and is never dropped; on a loaded machine it may fall a
@@ -278,32 +293,21 @@ def test_concurrent_replays_of_large_events_keep_memory_bounded(server_factory: 
         write_batch_in_one_transaction(server.db_url, org, 20, payload_bytes=50_000)
     final = last_seq(server.db_url, org)
     assert final == 1000
-    pid = server.proc.pid
-    baseline = _vm_rss_kb(pid)
-    peak = [0]
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.is_set():
-            peak[0] = max(peak[0], _vm_rss_kb(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    clients = [SSEClient(f"{server.base_url}{STREAM}", server.token(org), last_event_id="0").start() for _ in range(8)]
-    try:
-        for client in clients:
-            client.wait_for(lambda c: c.last_event_id == str(final), timeout=90)
-    finally:
-        sampling.set()
-        sampler.join()
-        for client in clients:
-            client.stop()
+    with PeakRss(server.proc.pid) as rss:
+        clients = [
+            SSEClient(f"{server.base_url}{STREAM}", server.token(org), last_event_id="0").start() for _ in range(8)
+        ]
+        try:
+            for client in clients:
+                client.wait_for(lambda c: c.last_event_id == str(final), timeout=90)
+        finally:
+            for client in clients:
+                client.stop()
     for client in clients:
         assert client.snapshots() == []
         assert_exactly(client.seqs(), 1, final)
     streamed_kb = 8 * final * 50_000 // 1024
-    growth = peak[0] - baseline
+    growth = rss.growth_kb
     assert growth < 150 * 1024, f"RSS grew by {growth} kB while 8 clients replayed {streamed_kb} kB"
 
 
@@ -314,27 +318,15 @@ def test_a_burst_of_1mb_events_is_read_from_the_log_in_bounded_batches(server: S
     org = "org-big-burst"
     # Reconnecting: on a busy machine it may fall 8 MB behind and be dropped as slow, then replay.
     client = SSEClient(f"{server.base_url}{STREAM}", server.token(org), reconnect=True).start()
-    pid = server.proc.pid
-    peak = [0]
-    sampling = threading.Event()
-
-    def sample() -> None:
-        while not sampling.is_set():
-            peak[0] = max(peak[0], _vm_rss_kb(pid))
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
     try:
         client.wait_for(lambda c: len(c.events) == 1)
-        baseline = _vm_rss_kb(pid)
-        sampler.start()
-        for _ in range(2):
-            write_batch_in_one_transaction(server.db_url, org, 80, payload_bytes=1_000_000)
-        client.wait_for(lambda c: c.last_event_id == "160", timeout=90)
+        with PeakRss(server.proc.pid, interval=0.01) as rss:
+            for _ in range(2):
+                write_batch_in_one_transaction(server.db_url, org, 80, payload_bytes=1_000_000)
+            client.wait_for(lambda c: c.last_event_id == "160", timeout=90)
     finally:
-        sampling.set()
         client.stop()
     assert_exactly(client.seqs(), 1, 160)
     assert len(client.live()[-1].data["data"]["inputData"]["blob"]) == 1_000_000
-    growth = peak[0] - baseline
+    growth = rss.growth_kb
     assert growth < 80 * 1024, f"RSS grew by {growth} kB for a burst of 160 events of 1 MB"
