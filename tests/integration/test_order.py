@@ -200,7 +200,7 @@ def test_open_transaction_does_not_block_and_commits_with_a_later_seq(
 
 
 def test_organizations_do_not_wait_for_each_other(db_url: str, listener: psycopg.Connection[Any]) -> None:
-    """A commit in progress for org A (its counter row locked) holds up org A only."""
+    """A commit in progress for org A (its organization lock held) holds up org A only."""
     with (
         psycopg.connect(db_url) as committing,
         psycopg.connect(db_url, autocommit=True) as other_org,
@@ -209,8 +209,9 @@ def test_organizations_do_not_wait_for_each_other(db_url: str, listener: psycopg
         committing.execute("SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'first')")
         committing.commit()
         notified(listener, 1)
-        # Stand-in for a transaction in the middle of its commit: it holds org-a's counter row.
-        committing.execute("SELECT * FROM agent_activity_counters WHERE organization_id = 'org-a' FOR UPDATE")
+        # Stand-in for a transaction in the middle of its commit: it holds org-a's lock, the one
+        # the emit trigger takes before it touches the counter (see the README).
+        committing.execute("SELECT pg_advisory_xact_lock(hashtextextended('org-a', 7146))")
 
         other_org.execute("SET lock_timeout = '2s'")
         other_org.execute("SELECT agent_activity_start(organization_id => 'org-b', agent_type => 'free')")
@@ -219,7 +220,7 @@ def test_organizations_do_not_wait_for_each_other(db_url: str, listener: psycopg
         same_org.execute("SET lock_timeout = '200ms'")
         same_org.execute("SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'blocked')")
         with pytest.raises(psycopg.errors.LockNotAvailable):
-            same_org.commit()  # the deferred trigger waits for the counter row at commit
+            same_org.commit()  # the deferred trigger waits for org-a's lock at commit
         committing.rollback()
 
         # The failed commit left no event and no gap.
