@@ -39,21 +39,33 @@ APPLICATION_NAME = "pgactivity-retention"
 SQL_TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
 SQL_CUTOFF = "SELECT now() - make_interval(secs => %s)"
 
-# The oldest `batch` old events, as the newest old seq of each organization they
-# belong to; then each organization's log is deleted up to that seq. So what
-# goes is always a prefix of an organization's log, never a hole in its middle
-# (created_at follows seq anyway: the trigger stamps it while holding the
-# organization's counter lock, but a clock that steps back must not punch holes).
+# Organizations whose log starts with an old event, and how far the old part goes within
+# its first `batch` events: the newest old seq among them. Each organization's log is
+# then deleted up to that seq, so what goes is always a prefix, never a hole in the
+# middle (created_at follows seq anyway: the trigger stamps it while holding the
+# organization's lock, but a clock that steps back must not punch holes). Every read is
+# on the log's primary key (organization_id, seq): one probe per organization when
+# nothing is old.
 SQL_OLD_EVENTS = """
-SELECT old.organization_id, max(old.seq)
-FROM (
-    SELECT organization_id, seq
+SELECT o.organization_id, (
+    SELECT max(e.seq)
+    FROM (
+        SELECT seq, created_at
+        FROM agent_activity_events
+        WHERE organization_id = o.organization_id
+        ORDER BY seq
+        LIMIT %(batch)s
+    ) AS e
+    WHERE e.created_at < %(cutoff)s
+)
+FROM agent_activity_counters AS o
+WHERE (
+    SELECT created_at
     FROM agent_activity_events
-    WHERE created_at < %(cutoff)s
-    ORDER BY created_at
-    LIMIT %(batch)s
-) AS old
-GROUP BY old.organization_id
+    WHERE organization_id = o.organization_id
+    ORDER BY seq
+    LIMIT 1
+) < %(cutoff)s
 """
 SQL_PURGE_EVENTS = """
 DELETE FROM agent_activity_events

@@ -31,7 +31,11 @@ def listener(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def notified(listen: psycopg.Connection[Any], count: int, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Exactly `count` notifications as {org, seq} (an inline event is dropped here)."""
     got = [json.loads(n.payload) for n in listen.notifies(timeout=timeout, stop_after=count)]
+    for note in got:
+        note.pop("event", None)
+        note.pop("at", None)
     assert len(got) == count, f"expected {count} notifications, got {len(got)}"
     assert [n.payload for n in listen.notifies(timeout=0.2)] == []
     return got

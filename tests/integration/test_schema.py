@@ -57,12 +57,20 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 
 
 def receive(listen: psycopg.Connection[Any], count: int, *, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """Exactly `count` NOTIFY payloads (parsed), then make sure no more arrive."""
+    """Exactly `count` NOTIFY payloads as {org, seq}, then make sure no more arrive.
+
+    A payload that carries its event inline is checked against its own org and seq
+    (tests/integration/test_notify_inline.py checks it against the log)."""
     got = []
     for note in listen.notifies(timeout=timeout, stop_after=count):
         assert note.channel == CHANNEL
         assert len(note.payload.encode()) < NOTIFY_LIMIT
-        got.append(json.loads(note.payload))
+        payload = json.loads(note.payload)
+        event = payload.pop("event", None)
+        payload.pop("at", None)
+        if event is not None:
+            assert (event["organizationId"], event["seq"]) == (payload["org"], payload["seq"])
+        got.append(payload)
     assert len(got) == count, f"expected {count} notifications, got {got}"
     assert_no_notify(listen)
     return got

@@ -130,7 +130,7 @@ def test_detail_events_and_purge_use_indexes(big_db: str) -> None:
 
     cutoff = {"cutoff": datetime(2026, 1, 2, tzinfo=UTC), "batch": 5000}
     old_plan = explain(big_db, retention.SQL_OLD_EVENTS, cutoff)
-    assert "agent_activity_events_created_idx" in indexes_used(old_plan)
+    assert "agent_activity_events_pkey" in indexes_used(old_plan)
     assert "agent_activity_events" not in seq_scanned(old_plan)
     prefix_plan = explain(big_db, retention.SQL_PURGE_EVENTS, {"org": ORG, "upto": 500})
     assert "agent_activity_events_pkey" in indexes_used(prefix_plan)

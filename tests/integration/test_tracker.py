@@ -50,7 +50,13 @@ def listener(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 def notified(listen: psycopg.Connection[Any], count: int) -> list[str]:
-    got = [n.payload for n in listen.notifies(timeout=5, stop_after=count)]
+    """The payloads as {org, seq} (without the event some of them carry inline)."""
+    got = []
+    for note in listen.notifies(timeout=5, stop_after=count):
+        payload = json.loads(note.payload)
+        payload.pop("event", None)
+        payload.pop("at", None)
+        got.append(json.dumps(payload))
     assert len(got) == count
     assert [n.payload for n in listen.notifies(timeout=0.1)] == []
     return got
