@@ -37,16 +37,23 @@ class Subscription:
         "after",
         "closed",
         "filters",
+        "joined_seq",
         "max_bytes",
         "max_events",
         "organization_id",
     )
 
-    def __init__(self, organization_id: str, filters: Filters, max_bytes: int, max_events: int) -> None:
+    def __init__(
+        self, organization_id: str, filters: Filters, max_bytes: int, max_events: int, joined_seq: int = -1
+    ) -> None:
         self.organization_id = organization_id
         self.filters = filters
         self.max_bytes = max_bytes
         self.max_events = max_events
+        # The organization's last seq handed to its clients when this one subscribed (-1: none
+        # since it got clients): everything after it reaches this client, so a snapshot at a
+        # seq >= joined_seq is complete for it (snapshots.py shares them on that condition).
+        self.joined_seq = joined_seq
         # Events with seq <= after were already sent (snapshot or replay); None
         # while the snapshot or replay is still being read: keep everything.
         self.after: int | None = None
@@ -138,11 +145,13 @@ class Hub:
         self.max_bytes = max_bytes
         self.max_events = max_events
         self._clients: dict[str, set[Subscription]] = {}
+        self._last_seq: dict[str, int] = {}  # per organization with clients: the last seq handed out
         self.stats = HubStats()
         self.closing = False
 
     def subscribe(self, organization_id: str, filters: Filters) -> Subscription:
-        sub = Subscription(organization_id, filters, self.max_bytes, self.max_events)
+        joined = self._last_seq.get(organization_id, -1)
+        sub = Subscription(organization_id, filters, self.max_bytes, self.max_events, joined)
         if self.closing:
             sub.close(CLOSED_SHUTDOWN)
             return sub
@@ -155,6 +164,7 @@ class Hub:
             clients.discard(sub)
             if not clients:
                 del self._clients[sub.organization_id]
+                self._last_seq.pop(sub.organization_id, None)
 
     def organizations(self) -> list[str]:
         return list(self._clients)
@@ -172,6 +182,7 @@ class Hub:
             if event.organization_id in self._clients:
                 by_org.setdefault(event.organization_id, []).append(event)
         for organization_id, batch in by_org.items():
+            self._last_seq[organization_id] = batch[-1].seq
             slow: list[Subscription] = []
             for sub in self._clients.get(organization_id, ()):
                 filters = sub.filters
@@ -207,3 +218,4 @@ class Hub:
             for sub in list(clients):
                 sub.close(reason)
         self._clients.clear()
+        self._last_seq.clear()

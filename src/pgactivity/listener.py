@@ -1,14 +1,20 @@
-"""The one LISTEN connection of a process, and the reader of the log tail.
+"""The one LISTEN connection of a process. It only receives; it never reads the log.
 
 Two loops, as in procrastinate and River: an outer one that (re)connects with
 jittered exponential backoff, an inner one over `notifies()` that pings the
-server when it has been quiet. A NOTIFY is only a wake-up: the log is the
-truth, so after every (re)connect each tracked organization is read again
-from its last delivered seq, and nothing that happened while the connection
-was down is lost.
+server when it has been quiet, so that a dead connection shows in seconds.
 
-Only organizations with connected clients are tracked (`track`); their log
-tail is read in one query per batch and handed to the hub in seq order.
+Each NOTIFY on `agent_activity` becomes a `Notification` handed to every
+subscribed `Handler`, in the order PostgreSQL delivered them (commit order).
+The trigger (sql/migrations/*_hot_path.sql) sends one of three payloads:
+
+    {"org": "o", "seq": 42, "at": 1764590000.123456, "event": {...}}   the event itself
+    {"org": "o", "seq": 42}                                            too large to ride along
+    {"org": "o"}                                                       more events of a big transaction
+
+The first one is delivered without a read of the log; the others, and any
+doubt, cost a read (log_tail.py). NOTIFYs sent while the connection was down
+are gone: after every (re)connect, handlers get `on_resync()` and read the log.
 """
 
 from __future__ import annotations
@@ -16,98 +22,138 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psycopg
 
+from pgactivity.backoff import Backoff
 from pgactivity.db import connect_dedicated
 from pgactivity.events import LogEvent
-from pgactivity.store import Store
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "agent_activity"
 APPLICATION_NAME = "pgactivity-listener"
+_EVENT_KEY = ', "event": '
 
 
-def backoff(attempt: int, *, base: float = 0.1, cap: float = 5.0) -> float:
-    """2^n growth with ±10 % jitter, capped."""
-    delay = min(cap, base * (2**attempt))
-    return float(delay * random.uniform(0.9, 1.1))
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One NOTIFY: an organization's event seq, and the event itself when it rode along.
+
+    seq is None for a transaction's "and more" notification: read the log."""
+
+    organization_id: str
+    seq: int | None
+    event: LogEvent | None = None
 
 
-Publish = Callable[[list[LogEvent]], None]
+def parse(payload: str) -> Notification | None:
+    """The notification in a payload; None for anything else on the channel (logged at DEBUG)."""
+    head, found, body = payload.partition(_EVENT_KEY)
+    try:
+        # The header never holds the event: `, "event": ` cannot occur inside the
+        # organization's JSON string (its quotes are escaped), so the first one is ours.
+        data = json.loads(head + "}" if found else head)
+        organization_id = data["org"]
+        seq = data.get("seq")
+        if not isinstance(organization_id, str) or not (seq is None or type(seq) is int):
+            raise TypeError(payload[:100])
+        if not found:
+            return Notification(organization_id, seq)
+        if seq is None or not body.endswith("}"):
+            raise ValueError(payload[:100])
+        text = body[:-1]
+        at = data.get("at")
+        committed_at = float(at) if isinstance(at, int | float) else None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        logger.debug("ignoring a foreign notification on %s", CHANNEL)
+        return None
+    try:
+        event = json.loads(text)
+        if event["seq"] != seq or event["organizationId"] != organization_id:
+            raise ValueError("header and event disagree")
+        routing = (event.get("sessionId"), event.get("agentType"), event.get("category"))
+        if not all(v is None or isinstance(v, str) for v in routing):
+            raise TypeError("routing fields are not strings")
+    except (ValueError, KeyError, TypeError, RecursionError):
+        # Nested too deep for Python's parser, or odd: the log read handles it.
+        return Notification(organization_id, seq)
+    return Notification(organization_id, seq, LogEvent.from_row(organization_id, seq, *routing, text, committed_at))
+
+
+class Handler(Protocol):
+    """What a consumer of the LISTEN connection implements. Both are called on the event
+    loop and must not block: note what to do and return."""
+
+    def on_notification(self, note: Notification) -> None: ...
+
+    def on_resync(self) -> None:
+        """The connection was (re)made: notifications sent before may be lost, read the log."""
+
+
+class Subscription:
+    """A handler's place on the listener; `cancel()` ends it."""
+
+    __slots__ = ("_handlers", "handler")
+
+    def __init__(self, handlers: list[Handler], handler: Handler) -> None:
+        self._handlers = handlers
+        self.handler = handler
+
+    def cancel(self) -> None:
+        if self.handler in self._handlers:
+            self._handlers.remove(self.handler)
+
+
+Sleep = Callable[[float], Awaitable[None]]
+Connect = Callable[[], Awaitable[psycopg.AsyncConnection[Any]]]
 
 
 class Listener:
     def __init__(
         self,
         conninfo: str,
-        store: Store,
-        publish: Publish,
-        has_clients: Callable[[str], bool],
         *,
         ping_seconds: float = 5.0,
+        sleep: Sleep = asyncio.sleep,
+        connect: Connect | None = None,
     ) -> None:
         self.conninfo = conninfo
-        self.store = store
-        self.publish = publish
-        self.has_clients = has_clients
         self.ping_seconds = ping_seconds
-        self.cursors: dict[str, int] = {}
+        self._sleep = sleep
+        self._connect = connect or (lambda: connect_dedicated(conninfo, APPLICATION_NAME))
+        self._handlers: list[Handler] = []
         self.connected = False
         self.reconnects = 0
         self.notifications = 0
-        self.consumers: list[Callable[[str, int], None]] = []
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
-        self._track_lock = asyncio.Lock()
 
-    # -- clients ---------------------------------------------------------
-
-    async def track(self, organization_id: str) -> None:
-        """Start following an organization's log. Await before reading a snapshot."""
-        if organization_id in self.cursors:
-            return
-        async with self._track_lock:
-            if organization_id in self.cursors:
-                return
-            seqs = await self.store.last_seqs([organization_id])
-            self.cursors.setdefault(organization_id, seqs.get(organization_id, 0))
-        self._mark(organization_id)
-
-    def _mark(self, organization_id: str) -> None:
-        self._dirty.add(organization_id)
-        self._wake.set()
-
-    # -- the LISTEN connection ---------------------------------------------
-
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
-        return await connect_dedicated(self.conninfo, APPLICATION_NAME)
+    def subscribe(self, handler: Handler) -> Subscription:
+        """The one way to receive notifications (River's `Listen`)."""
+        self._handlers.append(handler)
+        return Subscription(self._handlers, handler)
 
     async def run(self) -> None:
         """Listen forever; reconnect on any failure. Cancel to stop."""
-        attempt = 0
+        retry = Backoff()
         while True:
             try:
                 conn = await self._connect()
             except (psycopg.Error, OSError) as exc:
-                delay = backoff(attempt)
-                attempt += 1
+                delay = retry.next()
                 logger.warning("listener cannot connect, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 continue
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.connected = True
-                    attempt = 0
+                    retry.reset()
                     logger.info("listener connected", extra={"listener_state": "connected"})
-                    # Catch up: NOTIFYs sent while we were away are gone, the log is not.
-                    for organization_id in list(self.cursors):
-                        self._mark(organization_id)
+                    for handler in list(self._handlers):
+                        handler.on_resync()
                     await self._listen(conn)
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 logger.warning("listener connection lost: %s", exc, extra={"listener_state": "disconnected"})
@@ -117,68 +163,22 @@ class Listener:
             finally:
                 self.connected = False
             self.reconnects += 1
-            delay = backoff(attempt)
-            attempt += 1
-            await asyncio.sleep(delay)
+            await self._sleep(retry.next())
 
-    async def _listen(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
         while True:
             quiet = True
             async for notify in conn.notifies(timeout=self.ping_seconds):
                 quiet = False
-                self._on_notify(notify.payload)
+                self._deliver(notify.payload)
             if quiet:
                 # A dead connection shows here in seconds, not at the next TCP timeout.
                 await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.ping_seconds)
-            # A NOTIFY is only a wake-up: read every followed organization's log every
-            # ping_seconds, so that a wake-up that never came (psycopg < 3.2.4 drops those that
-            # arrive between two notifies() calls) costs seconds, not the wait for the next write.
-            for organization_id in list(self.cursors):
-                self._mark(organization_id)
 
-    def _on_notify(self, payload: str) -> None:
-        try:
-            data = json.loads(payload)
-            organization_id = str(data["org"])
-            seq = int(data["seq"])
-        except (ValueError, KeyError, TypeError):
-            logger.debug("ignoring a foreign notification on %s", CHANNEL)
+    def _deliver(self, payload: str) -> None:
+        note = parse(payload)
+        if note is None:
             return
         self.notifications += 1
-        for consumer in self.consumers:
-            consumer(organization_id, seq)
-        if organization_id in self.cursors or self.has_clients(organization_id):
-            self._mark(organization_id)
-
-    # -- the log tail ------------------------------------------------------
-
-    async def run_tail(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        """Read the log after each dirty organization's cursor and publish, forever."""
-        attempt = 0
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            dirty, self._dirty = self._dirty, set()
-            for organization_id in dirty:
-                if organization_id in self.cursors and not self.has_clients(organization_id):
-                    del self.cursors[organization_id]
-            todo = {org: self.cursors[org] for org in dirty if org in self.cursors}
-            if not todo:
-                continue
-            try:
-                events, more = await self.store.tail(todo)
-            except Exception as exc:  # psycopg errors, the pool's PoolTimeout, OSError
-                delay = backoff(attempt)
-                attempt += 1
-                logger.warning("cannot read the event log, retrying in %.1fs: %s", delay, exc)
-                for organization_id in todo:
-                    self._mark(organization_id)
-                await sleep(delay)
-                continue
-            attempt = 0
-            for event in events:
-                self.cursors[event.organization_id] = event.seq
-            if events:
-                self.publish(events)
-            for organization_id in more:  # the read stopped at its row or byte bound: read on
-                self._mark(organization_id)
+        for handler in list(self._handlers):
+            handler.on_notification(note)

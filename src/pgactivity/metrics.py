@@ -42,13 +42,28 @@ class ListenerView(Protocol):
     notifications: int
 
 
+class TailView(Protocol):
+    inline: int
+    reads: int
+
+
+class SnapshotsView(Protocol):
+    reads: int
+    shared: int
+
+    @property
+    def size(self) -> int: ...
+
+
 Publish = Callable[[list[LogEvent]], None]
 
 
 class _Collector(Collector):
-    def __init__(self, hub: HubView, listener: ListenerView) -> None:
+    def __init__(self, hub: HubView, listener: ListenerView, tail: TailView, snapshots: SnapshotsView) -> None:
         self.hub = hub
         self.listener = listener
+        self.tail = tail
+        self.snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
         clients = GaugeMetricFamily(
@@ -75,6 +90,27 @@ class _Collector(Collector):
         )
         yield CounterMetricFamily(
             "pgactivity_listener_notifications", "NOTIFYs received", value=self.listener.notifications
+        )
+        yield CounterMetricFamily(
+            "pgactivity_events_inline",
+            "Events handed on from their NOTIFY, without a read of the log",
+            value=self.tail.inline,
+        )
+        yield CounterMetricFamily(
+            "pgactivity_log_tail_reads",
+            "Reads of the event log by the live tail (large events, gaps, reconnects, the periodic safety read)",
+            value=self.tail.reads,
+        )
+        yield CounterMetricFamily(
+            "pgactivity_snapshot_reads", "Snapshots read from the database", value=self.snapshots.reads
+        )
+        yield CounterMetricFamily(
+            "pgactivity_snapshots_shared",
+            "Snapshots sent to a new stream from another stream's read",
+            value=self.snapshots.shared,
+        )
+        yield GaugeMetricFamily(
+            "pgactivity_snapshot_cache_bytes", "Bytes of activities in cached snapshots", value=self.snapshots.size
         )
 
 
@@ -110,10 +146,10 @@ class Metrics:
             self.purged.labels(table=table)
         self._watched = False
 
-    def watch(self, hub: HubView, listener: ListenerView) -> None:
-        """Expose the hub's and the listener's own counters (once)."""
+    def watch(self, hub: HubView, listener: ListenerView, tail: TailView, snapshots: SnapshotsView) -> None:
+        """Expose the counters the parts keep themselves (once)."""
         if not self._watched:
-            self.registry.register(_Collector(hub, listener))
+            self.registry.register(_Collector(hub, listener, tail, snapshots))
             self._watched = True
 
     def observe_lag(self, events: Iterable[LogEvent], now: float | None = None) -> None:

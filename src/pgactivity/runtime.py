@@ -15,11 +15,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgactivity import retention
 from pgactivity.auth import Authenticator
+from pgactivity.events import Filters
 from pgactivity.hub import Hub
 from pgactivity.listener import Listener
+from pgactivity.log_tail import LogTail
 from pgactivity.metrics import Metrics
 from pgactivity.settings import Settings
-from pgactivity.store import Store
+from pgactivity.snapshots import SnapshotCache
+from pgactivity.store import Snapshot, Store
 
 if TYPE_CHECKING:
     from pgactivity.slack import SlackActivityService
@@ -57,11 +60,15 @@ async def use_generic_plans(conn: AsyncConnection[Any]) -> None:
 
 @dataclass
 class Runtime:
+    """database -> listener -> log tail -> hub -> client streams; snapshots beside the hub."""
+
     settings: Settings
     pool: AsyncConnectionPool
     store: Store
     hub: Hub
     listener: Listener
+    tail: LogTail
+    snapshots: SnapshotCache
     authenticator: Authenticator
     metrics: Metrics = field(default_factory=Metrics)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
@@ -98,17 +105,22 @@ class Runtime:
         store = Store(pool, tail_pool=tail_pool)
         hub = Hub(max_bytes=settings.client_buffer_bytes, max_events=settings.client_buffer_events)
         metrics = Metrics()
-        listener = Listener(
-            settings.database_url,
-            store,
-            metrics.instrument(hub.publish),
-            hub.has_clients,
-            ping_seconds=settings.listener_ping_seconds,
+        listener = Listener(settings.database_url, ping_seconds=settings.listener_ping_seconds)
+        tail = LogTail(
+            store, metrics.instrument(hub.publish), hub.has_clients, safety_seconds=settings.listener_ping_seconds
         )
-        return cls(settings, pool, store, hub, listener, Authenticator(settings), metrics)
+        listener.subscribe(tail)
+
+        async def read_snapshot(organization_id: str, filters: Filters) -> Snapshot:
+            return await store.snapshot(
+                organization_id, filters, settings.snapshot_limit, budget=settings.snapshot_max_bytes
+            )
+
+        snapshots = SnapshotCache(read_snapshot)
+        return cls(settings, pool, store, hub, listener, tail, snapshots, Authenticator(settings), metrics)
 
     def __post_init__(self) -> None:
-        self.metrics.watch(self.hub, self.listener)
+        self.metrics.watch(self.hub, self.listener, self.tail, self.snapshots)
 
     def start_task(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         """A named background task; if it dies, it is logged and /readyz fails."""
@@ -145,7 +157,7 @@ class Runtime:
         if self.store.tail_pool is not self.pool:
             await self.store.tail_pool.open()
         self.start_task("listener", self.listener.run)
-        self.start_task("log-tail", self.listener.run_tail)
+        self.start_task("log-tail", self.tail.run)
         self.start_task("heartbeat", self.heartbeat)
         if self.settings.retention_days:
             self.start_task("retention", self.purge_periodically)
@@ -160,11 +172,9 @@ class Runtime:
             return
         from pgactivity.slack_consumer import SlackCollector, SlackConsumer
 
-        self.slack = SlackConsumer.from_settings(
-            settings, reconnects=lambda: self.listener.reconnects, service=self.slack_service
-        )
+        self.slack = SlackConsumer.from_settings(settings, service=self.slack_service)
         self.metrics.registry.register(SlackCollector(self.slack))
-        self.listener.consumers.append(self.slack.notify)
+        self.listener.subscribe(self.slack)
         self.start_task("slack", self.slack.run)
 
     async def stop(self) -> None:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from pgactivity.store import SLIM_FIELD_BYTES, SNAPSHOT_BYTES, fit
+
 STATUSES = ("running", "completed", "failed")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -42,10 +44,18 @@ _FILTERS: dict[str, sql.SQL] = {
     "cursor": sql.SQL("(a.created_at, a.id) < (%(cursor_at)s, %(cursor_id)s)"),
 }
 
+# Each item in its slim form, with the size of its whole JSON when something was cut (NULL
+# when a field alone is over the budget), as in store.SQL_SNAPSHOT: a page keeps to the
+# snapshot's byte budget by the same rule (store.fit).
 _SEARCH = sql.SQL(
     """
-SELECT a.created_at, a.id, agent_activity_json(a)::text
+SELECT a.created_at, a.id, s.slim::text, CASE WHEN s.slim ? 'truncated' THEN
+           CASE WHEN greatest(pg_column_size(a.input_data), pg_column_size(a.output_data),
+                              pg_column_size(a.metadata), pg_column_size(a.message),
+                              pg_column_size(a.error)) <= %(budget)s
+                THEN octet_length(agent_activity_json(a)::text) END END
 FROM agent_activities AS a
+CROSS JOIN LATERAL (SELECT agent_activity_json_slim(a, %(field_bytes)s) AS slim) AS s
 WHERE a.organization_id = %(org)s{filters}
 ORDER BY a.created_at DESC, a.id DESC
 LIMIT %(limit)s
@@ -144,9 +154,14 @@ class ActivityQuery:
     limit: int = DEFAULT_LIMIT
     cursor: ActivityCursor | None = None
 
-    def statement(self) -> tuple[sql.Composed, dict[str, object]]:
+    def statement(self, budget: int = SNAPSHOT_BYTES) -> tuple[sql.Composed, dict[str, object]]:
         """The SQL (fixed fragments for the filters in use) and its parameters; fetches limit + 1."""
-        params: dict[str, object] = {"org": self.organization_id, "limit": self.limit + 1}
+        params: dict[str, object] = {
+            "org": self.organization_id,
+            "limit": self.limit + 1,
+            "budget": budget,
+            "field_bytes": SLIM_FIELD_BYTES,
+        }
         used: list[sql.SQL] = []
         for name in ("status", "agent_type", "agent_name", "session_id", "category", "since", "until"):
             value = getattr(self, name)
@@ -186,15 +201,20 @@ class Page:
         )
 
 
-async def search(pool: AsyncConnectionPool, query: ActivityQuery) -> Page:
-    statement, params = query.statement()
+async def search(pool: AsyncConnectionPool, query: ActivityQuery, *, budget: int = SNAPSHOT_BYTES) -> Page:
+    """A page of activities; within about `budget` bytes (large fields cut past it, see store.fit)."""
+    statement, params = query.statement(budget)
     async with pool.connection() as conn:
-        cur = await conn.execute(statement, params)
+        # Never a prepared statement: the best plan depends on the values (a common word walks
+        # the created_at index and stops at the limit, a rare one takes the trigram index), and
+        # after five runs PostgreSQL may settle on one generic plan for all of them.
+        cur = await conn.execute(statement, params, prepare=False)
         rows = await cur.fetchall()
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        items = await fit(conn, [(r[1], r[2], r[3]) for r in rows], budget)
     next_cursor = ActivityCursor(rows[-1][0], rows[-1][1]).encode() if more else None
-    return Page([r[2] for r in rows], next_cursor)
+    return Page(items, next_cursor)
 
 
 async def activity(pool: AsyncConnectionPool, organization_id: str, activity_id: uuid.UUID) -> str | None:

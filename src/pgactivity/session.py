@@ -4,7 +4,8 @@ A new client gets a snapshot, a reconnecting one (Last-Event-ID) an exact
 replay from the log; both then go live with nothing lost or repeated. The
 client is subscribed to the hub *before* the snapshot or replay is read, and
 the live events it buffered meanwhile that the snapshot or replay already
-covered are dropped (Subscription.start_after). SSE and WebSocket handlers
+covered are dropped (Subscription.start_after). Snapshots are shared by the
+clients that join at the same seq (snapshots.py). SSE and WebSocket handlers
 only frame what this yields.
 """
 
@@ -30,7 +31,7 @@ async def activity_session(
     sub = rt.hub.subscribe(org, filters)
     logger.info("stream opened", extra={"organization_id": org, "transport": transport, "resume": last_id is not None})
     try:
-        await rt.listener.track(org)
+        await rt.tail.follow(org)
         position: int | None = None
         if last_id is not None and await rt.store.replayable(org, last_id):
             position = last_id
@@ -47,16 +48,19 @@ async def activity_session(
             else:
                 rt.metrics.replay_done(replayed)
         if position is None:
-            snapshot = await rt.store.snapshot(org, filters, rt.settings.snapshot_limit, reset=last_id is not None)
+            reset = last_id is not None
+            snapshot = await rt.snapshots.get(org, filters, sub.joined_seq, reset=reset)
             position = snapshot.seq
-            rt.metrics.snapshot_sent(reset=last_id is not None)
-            yield [LogEvent.from_row(org, snapshot.seq, None, None, None, snapshot.json)]
+            rt.metrics.snapshot_sent(reset=reset)
+            yield [snapshot]
         sub.start_after(position)
         while (live := await sub.next_batch()) is not None:
             if live:
                 yield live
     finally:
         rt.hub.unsubscribe(sub)
+        if not rt.hub.has_clients(org):
+            rt.snapshots.discard(org)
         logger.info(
             "stream closed",
             extra={"organization_id": org, "transport": transport, "reason": sub.closed or "client"},

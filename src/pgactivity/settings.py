@@ -42,6 +42,7 @@ class Settings:
 
     heartbeat_seconds: float = 30.0
     snapshot_limit: int = 100
+    snapshot_max_bytes: int = 1024 * 1024
     client_buffer_bytes: int = 8 * 1024 * 1024
     client_buffer_events: int = 10_000
     client_send_timeout_seconds: float = 60.0
@@ -133,6 +134,7 @@ class Settings:
             org_claim=get("PGACTIVITY_ORG_CLAIM") or "org_id",
             heartbeat_seconds=number("PGACTIVITY_HEARTBEAT_SECONDS", 30.0, minimum=0.05),
             snapshot_limit=int(number("PGACTIVITY_SNAPSHOT_LIMIT", 100, minimum=1)),
+            snapshot_max_bytes=int(number("PGACTIVITY_SNAPSHOT_MAX_BYTES", 1024 * 1024, minimum=1024)),
             client_buffer_bytes=int(number("PGACTIVITY_CLIENT_BUFFER_BYTES", 8 * 1024 * 1024, minimum=1024)),
             client_buffer_events=int(number("PGACTIVITY_CLIENT_BUFFER_EVENTS", 10_000, minimum=1)),
             client_send_timeout_seconds=number("PGACTIVITY_CLIENT_SEND_TIMEOUT_SECONDS", 60.0),

@@ -1,8 +1,8 @@
 """The Slack consumer: one message per activity, exactly once across processes and restarts.
 
 It reads the same event log as the stream (agent_activity_events) and is woken
-by the process's one LISTEN connection (`Listener.consumers`); it never opens a
-second LISTEN. Its state is in the database (sql/migrations/*_slack.sql):
+by the process's one LISTEN connection (it subscribes to the `Listener` as a
+handler); it never opens a second LISTEN. Its state is in the database (sql/migrations/*_slack.sql):
 
 1. Ingest. For each organization with new events, one short transaction locks
    the organization's cursor row (`agent_activity_slack_cursors ... FOR
@@ -38,7 +38,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -46,8 +46,9 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pgactivity.backoff import backoff
 from pgactivity.db import connect_dedicated
-from pgactivity.listener import backoff
+from pgactivity.listener import Notification
 from pgactivity.settings import Settings
 from pgactivity.slack import (
     ActivityView,
@@ -216,7 +217,6 @@ class SlackConsumer:
         update_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
         retry_max_seconds: float = 60.0,
-        reconnects: Callable[[], int] | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.channel = channel
@@ -227,7 +227,6 @@ class SlackConsumer:
         self.deadline = deadline_for(timeout_seconds)
         self.grace = self.deadline + 2.0
         self.retry_max_seconds = retry_max_seconds
-        self._reconnects = reconnects
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.status = "starting"
         self.posted = 0
@@ -240,16 +239,10 @@ class SlackConsumer:
         self._dirty: set[str] = set()
         self._rescan = True
         self._next_sweep = 0.0
-        self._seen_reconnects = -1
         self._wake = asyncio.Event()
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        reconnects: Callable[[], int] | None = None,
-        service: SlackActivityService | None = None,
-    ) -> SlackConsumer:
+    def from_settings(cls, settings: Settings, service: SlackActivityService | None = None) -> SlackConsumer:
         assert settings.database_url
         assert settings.slack_bot_token
         assert settings.slack_channel
@@ -268,16 +261,20 @@ class SlackConsumer:
             update_seconds=settings.slack_update_seconds,
             timeout_seconds=settings.slack_timeout_seconds,
             retry_max_seconds=settings.slack_retry_max_seconds,
-            reconnects=reconnects,
         )
 
-    # -- wake-ups (called by the listener on every NOTIFY; must stay O(1)) ----------
+    # -- wake-ups (a listener Handler: called on every NOTIFY, must stay O(1)) ----------
 
-    def notify(self, organization_id: str, seq: int) -> None:
+    def on_notification(self, note: Notification) -> None:
         if len(self._dirty) < MAX_DIRTY:
-            self._dirty.add(organization_id)
+            self._dirty.add(note.organization_id)
         else:
             self._rescan = True  # queue full: forget names, look for work in the database instead
+        self._wake.set()
+
+    def on_resync(self) -> None:
+        """The LISTEN connection was (re)made: NOTIFYs may have been missed, look in the database."""
+        self._rescan = True
         self._wake.set()
 
     # -- the task ------------------------------------------------------------------
@@ -372,11 +369,9 @@ class SlackConsumer:
         loop = asyncio.get_running_loop()
         self._wake.clear()
         organizations, self._dirty = self._dirty, set()
-        reconnects = self._reconnects() if self._reconnects is not None else 0
-        if self._rescan or reconnects != self._seen_reconnects or loop.time() >= self._next_sweep:
+        if self._rescan or loop.time() >= self._next_sweep:
             # After a LISTEN reconnect, a full queue, or a while: NOTIFYs may have been missed.
             self._rescan = False
-            self._seen_reconnects = reconnects
             self._next_sweep = loop.time() + SWEEP_SECONDS
             cur = await conn.execute(SQL_BEHIND)
             organizations |= {str(row[0]) for row in await cur.fetchall()}

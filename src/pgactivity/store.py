@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from psycopg import IsolationLevel
+from psycopg import AsyncConnection, IsolationLevel
 from psycopg_pool import AsyncConnectionPool
 
-from pgactivity.events import Filters, LogEvent, snapshot_json
+from pgactivity.events import Filters, LogEvent
 
 SQL_LAST_SEQ = """
 SELECT coalesce((SELECT last_seq FROM agent_activity_counters WHERE organization_id = %s), 0)
@@ -84,15 +85,28 @@ FROM (
 WHERE before < %s
 ORDER BY seq
 """
+# The newest activities, each in its slim form (large fields over SLIM_FIELD_BYTES cut and
+# named in "truncated", see agent_activity_json_slim) with the size of its whole JSON when
+# something was cut: NULL when one field alone is over the budget (it cannot fit, and is
+# not serialized to find out).
 SQL_SNAPSHOT = """
-SELECT agent_activity_json(a)::text
+SELECT a.id, s.slim::text, CASE WHEN s.slim ? 'truncated' THEN
+           CASE WHEN greatest(pg_column_size(a.input_data), pg_column_size(a.output_data),
+                              pg_column_size(a.metadata), pg_column_size(a.message),
+                              pg_column_size(a.error)) <= %(budget)s
+                THEN octet_length(agent_activity_json(a)::text) END END
 FROM agent_activities AS a
+CROSS JOIN LATERAL (SELECT agent_activity_json_slim(a, %(field_bytes)s) AS slim) AS s
 WHERE a.organization_id = %(org)s
   AND (%(session_id)s::text IS NULL OR a.session_id = %(session_id)s)
   AND (%(agent_type)s::text IS NULL OR a.agent_type = %(agent_type)s)
   AND (%(category)s::text IS NULL OR a.category = %(category)s)
 ORDER BY a.created_at DESC, a.id DESC
 LIMIT %(limit)s
+"""
+# The whole JSON of the activities that fit the budget after all.
+SQL_ACTIVITIES_WHOLE = """
+SELECT a.id, agent_activity_json(a)::text FROM agent_activities AS a WHERE a.id = ANY(%s)
 """
 
 TAIL_BATCH = 200
@@ -102,6 +116,10 @@ REPLAY_PAGE = 200
 # A reconnecting client holds one replay page at a time: bound it in bytes too (large events).
 REPLAY_PAGE_BYTES = 1024 * 1024
 REPLAY_FIRST_PAGE = 50
+# A snapshot (or a search page) carries at most about this many bytes of activities: past it,
+# activities go in their slim form. Fields over SLIM_FIELD_BYTES are what the slim form cuts.
+SNAPSHOT_BYTES = 1024 * 1024
+SLIM_FIELD_BYTES = 256
 
 
 class Gap(Exception):
@@ -110,8 +128,36 @@ class Gap(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """An organization's newest activities (JSON objects as PostgreSQL wrote them) as of seq."""
+
+    organization_id: str
     seq: int
-    json: str
+    activities: list[str]
+
+    @property
+    def size(self) -> int:
+        return sum(len(a) for a in self.activities)
+
+
+async def fit(conn: AsyncConnection[Any], rows: Sequence[tuple[Any, ...]], budget: int) -> list[str]:
+    """The activities of rows (id, slim JSON, whole size or None), newest first, within about
+    `budget` bytes: each in its whole form while that fits, else in its slim form (whose large
+    fields are null and named in "truncated"). Only the whole ones that fit are read.
+
+    Run in the transaction that read the rows, so that both reads see one snapshot."""
+    used = 0
+    whole: list[Any] = []
+    for activity_id, slim, size in rows:
+        if size is not None and used + size <= budget:
+            whole.append(activity_id)
+            used += size
+        else:
+            used += len(slim)
+    if not whole:
+        return [str(r[1]) for r in rows]
+    cur = await conn.execute(SQL_ACTIVITIES_WHOLE, (whole,))
+    found = {activity_id: text for activity_id, text in await cur.fetchall()}
+    return [str(found.get(r[0], r[1])) for r in rows]
 
 
 class Store:
@@ -151,8 +197,11 @@ class Store:
         more = {org for org, count in counts.items() if count >= limit or sizes[org] >= TAIL_BYTES}
         return events, more
 
-    async def snapshot(self, organization_id: str, filters: Filters, limit: int, *, reset: bool) -> Snapshot:
-        """The newest activities and the seq they are current at, read in one snapshot."""
+    async def snapshot(
+        self, organization_id: str, filters: Filters, limit: int, *, budget: int = SNAPSHOT_BYTES
+    ) -> Snapshot:
+        """The newest activities and the seq they are current at, read in one snapshot; about
+        `budget` bytes at most (see `fit`)."""
         async with self.pool.connection() as conn:
             await conn.set_isolation_level(IsolationLevel.REPEATABLE_READ)
             await conn.set_read_only(True)
@@ -169,13 +218,15 @@ class Store:
                             "agent_type": filters.agent_type,
                             "category": filters.category,
                             "limit": limit,
+                            "budget": budget,
+                            "field_bytes": SLIM_FIELD_BYTES,
                         },
                     )
-                    activities = [r[0] for r in await cur.fetchall()]
+                    activities = await fit(conn, await cur.fetchall(), budget)
             finally:
                 await conn.set_isolation_level(None)
                 await conn.set_read_only(None)
-        return Snapshot(seq, snapshot_json(organization_id, seq, activities, reset=reset))
+        return Snapshot(organization_id, seq, activities)
 
     async def replayable(self, organization_id: str, after: int) -> bool:
         """Can every event with seq > after still be read from the log?"""

@@ -214,7 +214,8 @@ async def search_activities(
             query = replace(query, cursor=search.ActivityCursor.decode(cursor))
         except search.InvalidCursor:
             raise BadRequest(detail="cursor is invalid: pass nextCursor from a previous page unchanged") from None
-    page = await search.search(runtime(request).pool, query)
+    rt = runtime(request)
+    page = await search.search(rt.pool, query, budget=rt.settings.snapshot_max_bytes)
     return _json(page.json_bytes())
 
 

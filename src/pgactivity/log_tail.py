@@ -1,0 +1,149 @@
+"""The log tail: each followed organization's events, in seq order, handed on exactly once.
+
+It keeps a cursor per organization (the last seq handed on) and is fed
+notifications (listener.py, or NATS in broker mode). An event that rode in
+its notification and is the cursor's next one is handed on at once, with no
+read of the log. Anything else is a reason to read the log after the cursor:
+an event too large to ride along, a seq past the next one (a notification was
+missed), a notification without seq, a reconnect, and every
+`safety_seconds` (a notification that never came costs seconds, not the wait
+for the organization's next write). The log is the truth: a read returns the
+events after the cursor whatever notifications said, and events already
+handed on are skipped, so nothing is lost or repeated.
+
+Reads of several organizations go in one query (the store bounds each
+organization's share in events and bytes); an organization whose read
+stopped at a bound is read again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
+
+from pgactivity.backoff import Backoff
+from pgactivity.events import LogEvent
+from pgactivity.listener import Notification
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[list[LogEvent]], None]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TailReader(Protocol):
+    """The reads the tail needs (store.Store implements them)."""
+
+    async def last_seqs(self, organization_ids: Sequence[str]) -> dict[str, int]: ...
+
+    async def tail(self, cursors: dict[str, int]) -> tuple[list[LogEvent], set[str]]: ...
+
+
+class LogTail:
+    """A listener Handler (on_notification, on_resync) that publishes in seq order."""
+
+    def __init__(
+        self,
+        reader: TailReader,
+        publish: Publish,
+        has_clients: Callable[[str], bool],
+        *,
+        safety_seconds: float = 5.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.reader = reader
+        self.publish = publish
+        self.has_clients = has_clients
+        self.safety_seconds = safety_seconds
+        self._sleep = sleep
+        self.cursors: dict[str, int] = {}
+        self.inline = 0  # events handed on from their notification
+        self.reads = 0  # reads of the log
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._follow_lock = asyncio.Lock()
+
+    # -- organizations -----------------------------------------------------------
+
+    async def follow(self, organization_id: str) -> None:
+        """Start following an organization from the end of its log. Await before a snapshot."""
+        if organization_id in self.cursors:
+            return
+        async with self._follow_lock:
+            if organization_id in self.cursors:
+                return
+            seqs = await self.reader.last_seqs([organization_id])
+            self.cursors.setdefault(organization_id, seqs.get(organization_id, 0))
+        # A notification that came while the cursor was being read was not for us yet.
+        self._mark((organization_id,))
+
+    def _mark(self, organization_ids: Iterable[str]) -> None:
+        self._dirty.update(organization_ids)
+        self._wake.set()
+
+    # -- Handler -------------------------------------------------------------------
+
+    def on_notification(self, note: Notification) -> None:
+        org = note.organization_id
+        cursor = self.cursors.get(org)
+        if cursor is None:
+            return
+        if note.seq is not None and note.seq <= cursor:
+            return  # handed on already (a read got there first)
+        if note.event is not None and note.seq == cursor + 1:
+            self.cursors[org] = cursor + 1
+            self.inline += 1
+            self.publish([note.event])
+            return
+        self._mark((org,))
+
+    def on_resync(self) -> None:
+        self._mark(self.cursors)
+
+    # -- reads ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read the log of organizations that need it, forever. Cancel to stop."""
+        retry = Backoff()
+        loop = asyncio.get_running_loop()
+        next_safety = loop.time() + self.safety_seconds
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, next_safety - loop.time())):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            if loop.time() >= next_safety:  # the periodic safety read, however busy the tail is
+                next_safety = loop.time() + self.safety_seconds
+                self._dirty.update(self.cursors)
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            for org in dirty:
+                if org in self.cursors and not self.has_clients(org):
+                    del self.cursors[org]
+            todo = {org: self.cursors[org] for org in dirty if org in self.cursors}
+            if not todo:
+                continue
+            try:
+                self.reads += 1
+                events, more = await self.reader.tail(todo)
+            except Exception as exc:  # psycopg errors, the pool's PoolTimeout, OSError
+                delay = retry.next()
+                logger.warning("cannot read the event log, retrying in %.1fs: %s", delay, exc)
+                self._mark(todo)
+                await self._sleep(delay)
+                continue
+            retry.reset()
+            fresh: list[LogEvent] = []
+            for event in events:
+                cursor = self.cursors.get(event.organization_id)
+                # Skip what a notification handed on during the read (and organizations dropped meanwhile).
+                if cursor is not None and event.seq == cursor + 1:
+                    self.cursors[event.organization_id] = event.seq
+                    fresh.append(event)
+            if fresh:
+                self.publish(fresh)
+            if more:  # a read stopped at its row or byte bound: read on
+                self._mark(more)
