@@ -61,23 +61,25 @@ def parse(payload: str) -> Notification | None:
         seq = data.get("seq")
         if not isinstance(organization_id, str) or not (seq is None or type(seq) is int):
             raise TypeError(payload[:100])
-        if not found:
-            return Notification(organization_id, seq)
-        if seq is None or not body.endswith("}"):
-            raise ValueError(payload[:100])
-        text = body[:-1]
-        at = data.get("at")
-        committed_at = float(at) if isinstance(at, int | float) else None
+        if found and seq is None:
+            raise ValueError(payload[:100])  # an event needs its seq
     except (ValueError, KeyError, TypeError, RecursionError):
         logger.debug("ignoring a foreign notification on %s", CHANNEL)
         return None
+    if not found or seq is None:
+        return Notification(organization_id, seq)
     try:
+        if not body.endswith("}"):
+            raise ValueError("cut short")
+        text = body[:-1]
         event = json.loads(text)
         if event["seq"] != seq or event["organizationId"] != organization_id:
             raise ValueError("header and event disagree")
         routing = (event.get("sessionId"), event.get("agentType"), event.get("category"))
         if not all(v is None or isinstance(v, str) for v in routing):
             raise TypeError("routing fields are not strings")
+        at = data.get("at")
+        committed_at = float(at) if isinstance(at, int | float) else None
     except (ValueError, KeyError, TypeError, RecursionError):
         # Nested too deep for Python's parser, or odd: the log read handles it.
         return Notification(organization_id, seq)
@@ -104,8 +106,8 @@ class Subscription:
         self.handler = handler
 
     def cancel(self) -> None:
-        if self.handler in self._handlers:
-            self._handlers.remove(self.handler)
+        # By identity: two handlers may well compare equal.
+        self._handlers[:] = [h for h in self._handlers if h is not self.handler]
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -172,8 +174,10 @@ class Listener:
                 quiet = False
                 self._deliver(notify.payload)
             if quiet:
-                # A dead connection shows here in seconds, not at the next TCP timeout.
-                await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self.ping_seconds)
+                # A dead connection shows here in seconds, not at the next TCP timeout. (Not
+                # wait_for: before Python 3.12 it can swallow a cancellation that races it.)
+                async with asyncio.timeout(self.ping_seconds):
+                    await conn.execute("SELECT 1")
 
     def _deliver(self, payload: str) -> None:
         note = parse(payload)

@@ -3,7 +3,9 @@
 It keeps a cursor per organization (the last seq handed on) and is fed
 notifications (listener.py, or NATS in broker mode). An event that rode in
 its notification and is the cursor's next one is handed on at once, with no
-read of the log. Anything else is a reason to read the log after the cursor:
+read of the log; one that rode in past a gap is held until the read of the
+gap returns, so a large event costs one read, not one for every event that
+came in behind it. Anything else is a reason to read the log after the cursor:
 an event too large to ride along, a seq past the next one (a notification was
 missed), a notification without seq, a reconnect, and every
 `safety_seconds` (a notification that never came costs seconds, not the wait
@@ -30,6 +32,8 @@ from pgactivity.listener import Notification
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[list[LogEvent]], None]
+# Inline events kept per organization while a gap before them is read (more are read from the log).
+HELD_PER_ORGANIZATION = 1000
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -62,6 +66,8 @@ class LogTail:
         self.inline = 0  # events handed on from their notification
         self.reads = 0  # reads of the log
         self._dirty: set[str] = set()
+        self._reading: set[str] = set()
+        self._held: dict[str, dict[int, LogEvent]] = {}  # inline events past a gap, by seq
         self._wake = asyncio.Event()
         self._follow_lock = asyncio.Lock()
 
@@ -92,12 +98,40 @@ class LogTail:
             return
         if note.seq is not None and note.seq <= cursor:
             return  # handed on already (a read got there first)
-        if note.event is not None and note.seq == cursor + 1:
-            self.cursors[org] = cursor + 1
-            self.inline += 1
-            self.publish([note.event])
-            return
+        if note.event is not None and note.seq is not None:
+            if note.seq == cursor + 1:
+                self.cursors[org] = cursor + 1
+                self.inline += 1
+                self.publish([note.event])
+                self._drain(org)
+                return
+            # Past a gap (an event that is being read, or was missed): keep it for when the gap is
+            # closed. The read in flight closes it, or the one this asks for.
+            held = self._held.setdefault(org, {})
+            if len(held) < HELD_PER_ORGANIZATION:
+                held[note.seq] = note.event
+            if org in self._reading:
+                return
         self._mark((org,))
+
+    def _drain(self, org: str) -> None:
+        """Hand on the held events that follow the cursor now."""
+        held = self._held.get(org)
+        if not held:
+            return
+        cursor = self.cursors[org]
+        ready: list[LogEvent] = []
+        while (event := held.pop(cursor + 1, None)) is not None:
+            cursor += 1
+            ready.append(event)
+        for seq in [seq for seq in held if seq <= cursor]:
+            del held[seq]
+        if not held:
+            del self._held[org]
+        if ready:
+            self.cursors[org] = cursor
+            self.inline += len(ready)
+            self.publish(ready)
 
     def on_resync(self) -> None:
         self._mark(self.cursors)
@@ -123,18 +157,22 @@ class LogTail:
             for org in dirty:
                 if org in self.cursors and not self.has_clients(org):
                     del self.cursors[org]
+                    self._held.pop(org, None)
             todo = {org: self.cursors[org] for org in dirty if org in self.cursors}
             if not todo:
                 continue
+            self._reading = set(todo)
             try:
                 self.reads += 1
                 events, more = await self.reader.tail(todo)
             except Exception as exc:  # psycopg errors, the pool's PoolTimeout, OSError
+                self._reading = set()
                 delay = retry.next()
                 logger.warning("cannot read the event log, retrying in %.1fs: %s", delay, exc)
                 self._mark(todo)
                 await self._sleep(delay)
                 continue
+            self._reading = set()
             retry.reset()
             fresh: list[LogEvent] = []
             for event in events:
@@ -145,5 +183,10 @@ class LogTail:
                     fresh.append(event)
             if fresh:
                 self.publish(fresh)
-            if more:  # a read stopped at its row or byte bound: read on
+            for org in todo:
+                if org in self.cursors:
+                    self._drain(org)
+                    if org in self._held:  # still a gap before what is held: read again
+                        more.add(org)
+            if more:  # a read stopped at its row or byte bound, or a gap remains: read on
                 self._mark(more)
