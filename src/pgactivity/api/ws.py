@@ -8,9 +8,11 @@ protocol level). Messages from the client are read and ignored.
 
 Close codes: 4401 bad or missing token, 4400 bad parameter, 4403 a cookie sent
 from a foreign page (cross-site WebSocket hijacking), each after one
-`{"type": "error", "error": {"code", "message"}}` message; 1012 when the
-server ends the stream (shutdown, or a client too slow to keep up): reconnect
-with `?lastEventId=<last seq>`.
+`{"type": "error", "error": {"code", "message"}}` message. When the server
+ends the stream it first sends `{"type": "end", "reason": ...}` (the SSE
+stream's last message), then closes: 4401 when the token expired (reconnect
+with a fresh token), 1012 on shutdown or for a client too slow to keep up;
+either way reconnect with `?lastEventId=<last seq>`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pgactivity.api.common import principal, runtime
 from pgactivity.api.stream import last_event_id, stream_filters
 from pgactivity.auth import COOKIE_NAME
 from pgactivity.errors import AuthenticationError
+from pgactivity.events import StreamEnd
+from pgactivity.hub import CLOSED_EXPIRED
 from pgactivity.runtime import Runtime
 from pgactivity.session import Batch, activity_session
 
@@ -104,6 +108,8 @@ async def activity_ws(socket: WebSocket[Any, Any, Any]) -> None:
 
     await socket.accept()
 
+    ended: list[str] = []  # why the server ended the stream (its StreamEnd message)
+
     async def pump() -> None:
         # Closed explicitly, so the hub subscription ends with the socket even when a send is cancelled.
         session = cast(
@@ -113,6 +119,8 @@ async def activity_ws(socket: WebSocket[Any, Any, Any]) -> None:
             async for batch in session:
                 for event in batch:
                     await socket.send_text(HEARTBEAT_MESSAGE if event is None else event.json)
+                    if isinstance(event, StreamEnd):
+                        ended.append(event.reason)
 
     sender = asyncio.create_task(pump(), name="pgactivity-ws-send")
     receiver = asyncio.create_task(_until_disconnect(socket), name="pgactivity-ws-receive")
@@ -131,6 +139,8 @@ async def activity_ws(socket: WebSocket[Any, Any, Any]) -> None:
     if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
         logger.error("websocket stream failed", exc_info=error)
         code, reason = CLOSE_INTERNAL_ERROR, "internal error, reconnect with lastEventId"
+    elif ended and ended[-1] == CLOSED_EXPIRED:
+        code, reason = CLOSE_UNAUTHORIZED, "token expired, reconnect with a fresh token and lastEventId"
     else:
         code, reason = CLOSE_SERVER_ENDED, "stream ended, reconnect with lastEventId"
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
