@@ -55,8 +55,25 @@ class Refused(Exception):
         self.message = message
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _authority(netloc: str, scheme: str) -> tuple[str, int | None] | None:
+    """(host, port) with the scheme's default port filled in; None if it cannot be read."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    return (host, port or _DEFAULT_PORTS.get(scheme)) if host else None
+
+
 def _foreign_cookie(socket: WebSocket[Any, Any, Any], rt: Runtime) -> bool:
-    """A browser on another site sends our cookie along with its WebSocket (no CORS for those)."""
+    """A browser on another site sends our cookie along with its WebSocket (no CORS for those).
+
+    Same origin: the Origin's host and port are the Host header's (behind a proxy, the Host the
+    browser sent: deploy/nginx.conf passes $http_host), default ports filled in on both sides.
+    """
     if socket.headers.get("authorization") or socket.query_params.get("access_token"):
         return False  # an explicit token: the page had to know it
     origin = socket.headers.get("origin")
@@ -64,7 +81,12 @@ def _foreign_cookie(socket: WebSocket[Any, Any, Any], rt: Runtime) -> bool:
         return False
     if origin in rt.settings.cors_origins:
         return False
-    return urlsplit(origin).netloc.lower() != (socket.headers.get("host") or "").lower()
+    try:
+        page = urlsplit(origin)
+    except ValueError:
+        return True
+    mine = _authority(socket.headers.get("host") or "", page.scheme)
+    return mine is None or _authority(page.netloc, page.scheme) != mine
 
 
 async def _refuse(socket: WebSocket[Any, Any, Any], refused: Refused) -> None:
