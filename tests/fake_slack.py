@@ -5,7 +5,9 @@ conversations.history), stores messages like Slack does (a post is stored when
 it is received, even if the answer never reaches the caller), records every
 call, and can misbehave on demand: answer 429 with Retry-After (and count
 callers that come back too early), answer 500, hold chat.postMessage answers,
-or be down altogether (connection refused).
+answer a post late and only then store it (as Slack may, after its caller gave
+up), answer `{"ok": false, "error": ...}` to the messages whose text holds a
+marker, or be down altogether (connection refused).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class Call:
     params: dict[str, Any]
     status: int
     error: str | None
-    at: float  # time.monotonic() when received
+    at: float  # time.monotonic() when handled (stored, for a post)
+    received: float = 0.0  # time.monotonic() when the request arrived
 
 
 @dataclass
@@ -65,6 +68,8 @@ class FakeSlack:
         self._rate_limits: dict[str, tuple[int, float]] = {}
         self._blocked_until: dict[str, float] = {}
         self._hold_posts = False
+        self._slow_posts: tuple[int, float] = (0, 0.0)
+        self._errors: list[tuple[str, str, int | None]] = []
         self._released = threading.Event()
         self._ts = itertools.count(1)
         self._connections: set[socket.socket] = set()
@@ -117,6 +122,34 @@ class FakeSlack:
         self._hold_posts = False
         self._released.set()
 
+    def slow_posts(self, seconds: float, times: int = 1) -> None:
+        """The next `times` chat.postMessage calls are stored and answered `seconds` after they arrive."""
+        with self.lock:
+            self._slow_posts = (times, seconds)
+
+    def error_when(self, marker: str, error: str, times: int | None = None) -> None:
+        """chat.postMessage and chat.update calls whose text holds `marker` get {"ok": false, "error": error}
+        (the first `times` of them; None: all)."""
+        with self.lock:
+            self._errors.append((marker, error, times))
+
+    def _take_slow_post(self) -> float:
+        with self.lock:
+            times, seconds = self._slow_posts
+            if times <= 0:
+                return 0.0
+            self._slow_posts = (times - 1, seconds)
+            return seconds
+
+    def _planned_error(self, params: dict[str, Any]) -> str | None:
+        text = str(params.get("text") or "")
+        for i, (marker, error, times) in enumerate(self._errors):
+            if marker in text and (times is None or times > 0):
+                if times is not None:
+                    self._errors[i] = (marker, error, times - 1)
+                return error
+        return None
+
     # -- what happened -----------------------------------------------------------
 
     def calls_of(self, method: str) -> list[Call]:
@@ -156,12 +189,12 @@ class FakeSlack:
     # -- the API -----------------------------------------------------------------------
 
     def handle(
-        self, method: str, params: dict[str, Any], token: str | None
+        self, method: str, params: dict[str, Any], token: str | None, received: float | None = None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         now = time.monotonic()
         with self.lock:
             status, body, headers = self._answer(method, params, token, now)
-            self.calls.append(Call(method, params, status, body.get("error"), now))
+            self.calls.append(Call(method, params, status, body.get("error"), now, received or now))
         return status, body, headers
 
     def _answer(
@@ -180,6 +213,10 @@ class FakeSlack:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(math.ceil(retry_after))}
         if token != self.token:
             return 200, {"ok": False, "error": "invalid_auth" if token else "not_authed"}, {}
+        if method in ("chat.postMessage", "chat.update"):
+            planned = self._planned_error(params)
+            if planned is not None:
+                return 200, {"ok": False, "error": planned}, {}
         if method == "auth.test":
             return 200, {"ok": True, "team": "Fake Team", "user": "pgactivity", "team_id": "T1", "user_id": "U1"}, {}
         if method == "chat.postMessage":
@@ -251,7 +288,10 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     params.update(parse_qsl(raw.decode()))
             auth = self.headers.get("Authorization") or ""
             token = auth.removeprefix("Bearer ").strip() or params.get("token")
-            status, body, headers = fake.handle(method, params, token)
+            received = time.monotonic()
+            if method == "chat.postMessage":
+                time.sleep(fake._take_slow_post())  # then stored: Slack answering (and storing) late
+            status, body, headers = fake.handle(method, params, token, received)
             if fake.latency:
                 time.sleep(fake.latency)
             if method == "chat.postMessage" and fake._hold_posts:

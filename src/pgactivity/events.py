@@ -6,6 +6,7 @@ here it is only framed, once per event, never per client.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -73,3 +74,25 @@ def snapshot_json(organization_id: str, seq: int, activities: list[str], *, rese
         separators=(", ", ": "),
     )
     return head[:-1] + ', "activities": [' + ", ".join(activities) + "]}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd(LogEvent):
+    """The last message of a stream the server ends, saying why (a hub close reason:
+    token_expired, shutdown, slow_client). No event of the log: its SSE frame has no `id:`."""
+
+    reason: str = ""
+
+
+def end_event_json(reason: str) -> str:
+    return json.dumps({"type": "end", "reason": reason}, separators=(", ", ": "))
+
+
+def end_frame(reason: str) -> bytes:
+    """`data:` only: the client's Last-Event-ID stays the last seq it received."""
+    return b"data: %s\n\n" % end_event_json(reason).encode()
+
+
+@functools.cache
+def stream_end(reason: str) -> StreamEnd:
+    return StreamEnd("", 0, None, None, None, end_event_json(reason), end_frame(reason), None, reason)

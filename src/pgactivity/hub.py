@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 CLOSED_SLOW = "slow_client"
 CLOSED_SHUTDOWN = "shutdown"
+CLOSED_EXPIRED = "token_expired"  # the stream's token expired (session.py)
 WRITE_CHUNK_BYTES = 256 * 1024
 
 

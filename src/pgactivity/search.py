@@ -46,10 +46,12 @@ _FILTERS: dict[str, sql.SQL] = {
 
 # Each item in its slim form, with the size of its whole JSON when something was cut (NULL
 # when a field alone is over the budget), as in store.SQL_SNAPSHOT: a page keeps to the
-# snapshot's byte budget by the same rule (store.fit).
+# snapshot's byte budget by the same rule (store.fit). created_at, for the cursor, is kept
+# within Python's datetime: rows from before migration 20261201000002 may hold 'infinity'.
 _SEARCH = sql.SQL(
     """
-SELECT a.created_at, a.id, s.slim::text, CASE WHEN s.slim ? 'truncated' THEN
+SELECT least(greatest(a.created_at, '0001-01-01Z'), '9999-12-31Z'), a.id, s.slim::text,
+       CASE WHEN s.slim ? 'truncated' THEN
            CASE WHEN greatest(pg_column_size(a.input_data), pg_column_size(a.output_data),
                               pg_column_size(a.metadata), pg_column_size(a.message),
                               pg_column_size(a.error)) <= %(budget)s
@@ -79,11 +81,17 @@ LIMIT %(limit)s
 """
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEX = frozenset("0123456789abcdef")
 _MICROSECOND = timedelta(microseconds=1)
 
 
 class InvalidCursor(ValueError):
     """The cursor was not made by this server (or was tampered with)."""
+
+
+def _digits(text: str, max_length: int) -> bool:
+    """ASCII digits only (str.isdigit() alone accepts `²`, which int() refuses)."""
+    return 0 < len(text) <= max_length and text.isascii() and text.isdigit()
 
 
 def _b64encode(text: str) -> str:
@@ -114,7 +122,9 @@ class ActivityCursor:
     def decode(cls, raw: str) -> ActivityCursor:
         parts = _b64decode(raw).split(":")
         try:
-            if len(parts) != 3 or parts[0] != "a1" or not parts[1].lstrip("-").isdigit() or len(parts[2]) != 32:
+            if len(parts) != 3 or parts[0] != "a1" or not _digits(parts[1].removeprefix("-"), 18):
+                raise ValueError(raw)
+            if len(parts[2]) != 32 or not set(parts[2]) <= _HEX:  # int(x, 16) would also take `_`
                 raise ValueError(raw)
             return cls(_EPOCH + int(parts[1]) * _MICROSECOND, uuid.UUID(hex=parts[2]))
         except (ValueError, OverflowError):
@@ -133,7 +143,7 @@ class EventCursor:
     @classmethod
     def decode(cls, raw: str) -> EventCursor:
         kind, _, seq = _b64decode(raw).partition(":")
-        if kind != "e1" or not seq.isdigit() or len(seq) > 18:
+        if kind != "e1" or not _digits(seq, 18):
             raise InvalidCursor("invalid cursor")
         return cls(int(seq))
 

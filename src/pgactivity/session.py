@@ -7,15 +7,23 @@ the live events it buffered meanwhile that the snapshot or replay already
 covered are dropped (Subscription.start_after). Snapshots are shared by the
 clients that join at the same seq (snapshots.py). SSE and WebSocket handlers
 only frame what this yields.
+
+A stream ends when its token expires (Principal.expires_at, on the wall clock,
+the same moment the token stops being accepted, so a reconnect with it is
+refused rather than looping), and when the hub closes it (shutdown, a slow
+client); its last message then says why (events.StreamEnd).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from pgactivity.auth import Principal
-from pgactivity.events import Filters, LogEvent
+from pgactivity.events import Filters, LogEvent, stream_end
+from pgactivity.hub import CLOSED_EXPIRED, Hub, Subscription
 from pgactivity.runtime import Runtime
 from pgactivity.store import Gap
 
@@ -24,11 +32,34 @@ logger = logging.getLogger(__name__)
 Batch = list[LogEvent | None]  # None: a heartbeat
 
 
+class Expiry:
+    """Closes a subscription once the wall clock reaches expires_at (a loop timer, re-armed if the
+    loop's monotonic clock got there first)."""
+
+    __slots__ = ("_handle", "expires_at", "hub", "sub")
+
+    def __init__(self, hub: Hub, sub: Subscription, expires_at: float) -> None:
+        self.hub, self.sub, self.expires_at = hub, sub, expires_at
+        self._handle = asyncio.get_running_loop().call_later(max(0.0, expires_at - time.time()), self._fire)
+
+    def _fire(self) -> None:
+        remaining = self.expires_at - time.time()
+        if remaining > 0:
+            self._handle = asyncio.get_running_loop().call_later(remaining, self._fire)
+            return
+        self.sub.close(CLOSED_EXPIRED)
+        self.hub.unsubscribe(self.sub)  # at once: a closed subscription in the hub would count as slow
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 async def activity_session(
     rt: Runtime, who: Principal, filters: Filters, last_id: int | None, *, transport: str = "sse"
 ) -> AsyncIterator[Batch]:
     org = who.organization_id
     sub = rt.hub.subscribe(org, filters)
+    expiry = Expiry(rt.hub, sub, who.expires_at) if who.expires_at is not None else None
     logger.info("stream opened", extra={"organization_id": org, "transport": transport, "resume": last_id is not None})
     try:
         await rt.tail.follow(org)
@@ -43,21 +74,28 @@ async def activity_session(
                     if batch:
                         replayed += len(batch)
                         yield batch
+                    if sub.closed is not None:
+                        break  # expired or shut down meanwhile: end now, not after the whole replay
             except Gap:
                 position = None  # purged under us: fall back to a reset snapshot
             else:
                 rt.metrics.replay_done(replayed)
-        if position is None:
+        if position is None and sub.closed is None:
             reset = last_id is not None
             snapshot = await rt.snapshots.get(org, filters, sub.joined_seq, reset=reset)
             position = snapshot.seq
             rt.metrics.snapshot_sent(reset=reset)
             yield [snapshot]
-        sub.start_after(position)
+        if position is not None:
+            sub.start_after(position)
         while (live := await sub.next_batch()) is not None:
             if live:
                 yield live
+        if sub.closed is not None:
+            yield [stream_end(sub.closed)]
     finally:
+        if expiry is not None:
+            expiry.cancel()
         rt.hub.unsubscribe(sub)
         if not rt.hub.has_clients(org):
             rt.snapshots.discard(org)

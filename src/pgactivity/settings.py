@@ -39,6 +39,8 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     org_claim: str = "org_id"
+    jwt_require_exp: bool = True
+    jwt_leeway_seconds: float = 5.0
 
     heartbeat_seconds: float = 30.0
     snapshot_limit: int = 100
@@ -61,6 +63,7 @@ class Settings:
     slack_update_seconds: float = 1.0
     slack_timeout_seconds: float = 10.0
     slack_retry_max_seconds: float = 60.0
+    slack_max_attempts: int = 8
 
     data_dir: Path = field(default_factory=default_data_dir)
     embedded_port: int = 54329
@@ -88,6 +91,17 @@ class Settings:
             if value < minimum:
                 raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
             return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            value = raw.strip().lower()
+            if value in ("1", "true", "yes", "on"):
+                return True
+            if value in ("0", "false", "no", "off"):
+                return False
+            raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
 
         def port(name: str, default: int) -> int:
             value = number(name, default, minimum=1)
@@ -132,6 +146,8 @@ class Settings:
             jwt_audience=get("PGACTIVITY_JWT_AUDIENCE"),
             jwt_issuer=get("PGACTIVITY_JWT_ISSUER"),
             org_claim=get("PGACTIVITY_ORG_CLAIM") or "org_id",
+            jwt_require_exp=flag("PGACTIVITY_JWT_REQUIRE_EXP", True),
+            jwt_leeway_seconds=number("PGACTIVITY_JWT_LEEWAY_SECONDS", 5.0),
             heartbeat_seconds=number("PGACTIVITY_HEARTBEAT_SECONDS", 30.0, minimum=0.05),
             snapshot_limit=int(number("PGACTIVITY_SNAPSHOT_LIMIT", 100, minimum=1)),
             snapshot_max_bytes=int(number("PGACTIVITY_SNAPSHOT_MAX_BYTES", 1024 * 1024, minimum=1024)),
@@ -152,6 +168,7 @@ class Settings:
             slack_update_seconds=number("PGACTIVITY_SLACK_UPDATE_SECONDS", 1.0, minimum=0.1),
             slack_timeout_seconds=number("PGACTIVITY_SLACK_TIMEOUT_SECONDS", 10.0, minimum=0.5),
             slack_retry_max_seconds=number("PGACTIVITY_SLACK_RETRY_MAX_SECONDS", 60.0, minimum=0.1),
+            slack_max_attempts=int(number("PGACTIVITY_SLACK_MAX_ATTEMPTS", 8, minimum=1)),
             data_dir=Path(data_dir) if data_dir else default_data_dir(),
             embedded_port=port("PGACTIVITY_EMBEDDED_PORT", 54329),
             log_level=(get("PGACTIVITY_LOG_LEVEL") or "INFO").upper(),

@@ -6,11 +6,19 @@ retry handler (429 + Retry-After). Another implementation (a different chat
 tool, a test double) only has to provide the same async methods and raise the
 errors below, which tell the consumer what to do next:
 
-- `SlackUnavailable`: try again later (network, 5xx, rate limit, timeout).
-  `maybe_posted` says whether a chat.postMessage might have landed anyway.
-- `SlackRejected`: this message cannot be posted or updated; give up on it.
+- `SlackRejected`: this message can never be posted or updated (too long,
+  deleted, ...); give up on it.
 - `SlackMisconfigured`: nothing can be posted (bad token, unknown channel);
-  pause everything and report it.
+  pause everything, report it, check again later.
+- `SlackUnavailable`: Slack or the workspace cannot take messages now
+  (network, 5xx, timeout, rate limits: `ratelimited`, `rate_limited`,
+  `accesslimited`); pause everything and try again later. `maybe_posted` says
+  whether a chat.postMessage might have landed anyway.
+- `SlackUnknownError`: an error code this module does not know; retry this
+  message with backoff a bounded number of times, then give up on it.
+
+Each error's `reason` is a short fixed text or Slack's error code, never an
+exception's text: it is what /readyz shows.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -40,9 +49,27 @@ INPUT_VIEW_CHARS = 200
 OUTPUT_VIEW_CHARS = 200
 ERROR_VIEW_CHARS = 500
 
-# Errors that stop every message, not just one (https://docs.slack.dev/reference/methods/chat.postMessage).
+# Slack's error codes by what they mean for us (https://docs.slack.dev/reference/methods/chat.postMessage,
+# .../chat.update). Any other code is unknown: retried a bounded number of times, then given up.
+# The token or the app cannot post at all: pause everything until the configuration changes.
 AUTH_ERRORS = frozenset(
-    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "no_permission"}
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "not_allowed_token_type",
+        "two_factor_setup_required",
+        "app_access_restricted",
+        "access_denied",
+        "ekm_access_denied",
+        "is_bot",
+        "org_login_required",
+        "enterprise_is_restricted",
+        "team_access_not_granted",
+    }
 )
 CONFIG_ERRORS = frozenset(
     {
@@ -51,10 +78,68 @@ CONFIG_ERRORS = frozenset(
         "is_archived",
         "missing_scope",
         "restricted_action",
-        "team_access_not_granted",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "team_not_found",
+        "messages_tab_disabled",
+        "method_deprecated",
+        "deprecated_endpoint",
+        "unknown_method",
     }
 )
-TRANSIENT_ERRORS = frozenset({"ratelimited", "service_unavailable", "internal_error", "fatal_error", "request_timeout"})
+# Rate limits: the workspace takes no messages for a while (ratelimited comes with HTTP 429 and Retry-After).
+RATE_LIMIT_ERRORS = frozenset({"ratelimited", "rate_limited", "accesslimited", "message_limit_exceeded"})
+# Slack's own trouble: try again later.
+TRANSIENT_ERRORS = frozenset(
+    {
+        "service_unavailable",
+        "internal_error",
+        "fatal_error",
+        "request_timeout",
+        "team_added_to_org",
+        "update_failed",
+        "external_channel_migrating",
+        "streaming_state_conflict",
+    }
+)
+# This message can never be posted or updated, however often it is tried.
+MESSAGE_ERRORS = frozenset(
+    {
+        "msg_too_long",
+        "msg_blocks_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_attachments",
+        "too_many_attachments",
+        "too_many_contact_cards",
+        "attachment_payload_limit_exceeded",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+        "metadata_must_be_sent_from_app",
+        "markdown_text_conflict",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "is_inactive",
+        "block_mismatch",
+        "cant_broadcast_message",
+        "invalid_arg_name",
+        "invalid_array_arg",
+        "invalid_charset",
+        "invalid_form_data",
+        "invalid_post_type",
+        "missing_post_type",
+    }
+)
+_CODE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def error_code(value: object) -> str:
+    """Slack's error code, or "unknown_error" for anything that does not look like one (it is shown in /readyz)."""
+    text = str(value or "")
+    return text if _CODE.fullmatch(text) else "unknown_error"
 
 
 # -- errors -----------------------------------------------------------------
@@ -65,20 +150,33 @@ class SlackError(PgActivityError):
 
 
 class SlackUnavailable(SlackError):
-    """Transient: try again later."""
+    """Slack or the workspace cannot take messages now: pause everything, try again later."""
 
     code = "slack_unavailable"
 
-    def __init__(self, message: str, *, maybe_posted: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, maybe_posted: bool, retry_after: float | None = None, reason: str = "unavailable"
+    ) -> None:
         super().__init__(message)
         self.maybe_posted = maybe_posted
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class SlackRejected(SlackError):
     """Permanent for this message (message deleted, text refused...)."""
 
     code = "slack_rejected"
+
+
+class SlackUnknownError(SlackError):
+    """An error code this module does not know: retry this message a bounded number of times."""
+
+    code = "slack_unknown_error"
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class SlackMisconfigured(SlackError):
@@ -317,11 +415,16 @@ class SlackSdkService:
             raise translate(method, exc, posting=posting) from None
         except aiohttp.ClientConnectorError as exc:
             # Never connected: nothing was sent.
-            raise SlackUnavailable(f"{method}: cannot connect: {exc}", maybe_posted=False) from None
+            raise SlackUnavailable(
+                f"{method}: cannot connect: {exc}", maybe_posted=False, reason="cannot connect"
+            ) from None
         except TimeoutError:
-            raise SlackUnavailable(f"{method}: no answer in {self.deadline:.0f}s", maybe_posted=posting) from None
+            no_answer = f"no answer in {self.deadline:.0f}s"
+            raise SlackUnavailable(f"{method}: {no_answer}", maybe_posted=posting, reason=no_answer) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise SlackUnavailable(f"{method}: {type(exc).__name__}: {exc}", maybe_posted=posting) from None
+            raise SlackUnavailable(
+                f"{method}: {type(exc).__name__}: {exc}", maybe_posted=posting, reason="network error"
+            ) from None
 
     async def check(self) -> str:
         _, client = self._clients()
@@ -399,22 +502,32 @@ def deadline_for(timeout: float) -> float:
 
 
 def translate(method: str, exc: SlackApiError, *, posting: bool) -> SlackError:
+    """Slack's answer, sorted: this message never (Rejected), nothing now (Misconfigured, Unavailable),
+    or an error we do not know (Unknown: bounded retries)."""
     response = exc.response
     status = int(getattr(response, "status_code", 0) or 0)
     data = getattr(response, "data", None)
-    error = str(data.get("error") or "") if isinstance(data, dict) else ""
-    if status == 429 or error == "ratelimited":
+    raw = data.get("error") if isinstance(data, dict) else None
+    error = error_code(raw) if raw else ""
+    if status == 429 or error in RATE_LIMIT_ERRORS:
         headers = getattr(response, "headers", None) or {}
         retry_after: float | None
         try:
             retry_after = float(headers.get("Retry-After") or headers.get("retry-after") or 0) or None
         except (TypeError, ValueError):
             retry_after = None
-        return SlackUnavailable(f"{method}: rate limited", maybe_posted=False, retry_after=retry_after)
+        if retry_after is not None and not 0 < retry_after < 86400:
+            retry_after = None
+        reason = error or "rate limited"
+        return SlackUnavailable(f"{method}: {reason}", maybe_posted=False, retry_after=retry_after, reason=reason)
     if status >= 500 or (status != 200 and not error):
-        return SlackUnavailable(f"{method}: HTTP {status}", maybe_posted=posting)
+        return SlackUnavailable(f"{method}: HTTP {status}", maybe_posted=posting, reason=f"HTTP {status}")
     if error in AUTH_ERRORS or error in CONFIG_ERRORS:
         return SlackMisconfigured(error)
     if error in TRANSIENT_ERRORS:
-        return SlackUnavailable(f"{method}: {error}", maybe_posted=posting and error != "service_unavailable")
-    return SlackRejected(f"{method}: {error or f'HTTP {status}'}")
+        return SlackUnavailable(
+            f"{method}: {error}", maybe_posted=posting and error != "service_unavailable", reason=error
+        )
+    if error in MESSAGE_ERRORS:
+        return SlackRejected(f"{method}: {error}")
+    return SlackUnknownError(f"{method}: {error or f'HTTP {status}'}", error=error or f"HTTP {status}")

@@ -17,12 +17,24 @@ handler); it never opens a second LISTEN. Its state is in the database (sql/migr
    now (latest state wins), and updates of one message are at least
    `update_seconds` apart (`sent_at`), across processes.
 3. The lost answer. Before chat.postMessage the row gets `post_started_at`
-   (committed); after it, `ts`. A crash in between leaves `post_started_at`
-   without `ts`: the next attempt, once no post can still be in flight (every
-   call is cut at a deadline), looks for the message in the channel's history by
-   its metadata (the activity id) and adopts it, and only posts if it is not
-   there. Without the channel-history scope it posts again and logs that this
-   may duplicate: the one case where a second message can appear.
+   (committed); after it, `ts`. A crash in between, or a post whose answer did
+   not come in time, leaves `post_started_at` without `ts`: the next attempt,
+   in this process as in any other, waits until no post can still be in flight
+   (every call is cut at a deadline; `grace` is a little more), then looks for
+   the message in the channel's history by its metadata (the activity id) and
+   adopts it, and only posts if it is not there. (Slack may store a message
+   after the call that sent it has given up: looking before the grace period
+   would miss it and post a second one.) Without the channel-history scope it
+   posts again and logs that this may duplicate: the one case where a second
+   message can appear.
+4. Errors, sorted by slack.py: a message Slack can never take is marked
+   `rejected`; a workspace or token that cannot post (auth, channel, rate
+   limits, Slack down) pauses the whole consumer and is retried later; an
+   error nobody knows is retried for that message with backoff, at most
+   `max_attempts` times, then the message is marked `rejected`. A row the
+   consumer itself cannot handle (data it cannot read or render) is logged,
+   counted and marked at once. So one organization's odd row never stops the
+   messages of another.
 
 Slack trouble never touches the stream: this runs as its own task on its own
 connection, the wake-up callback is O(1) and its queue (organizations to read)
@@ -33,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -46,6 +57,7 @@ import psycopg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pgactivity import jsondepth
 from pgactivity.backoff import backoff
 from pgactivity.db import connect_dedicated
 from pgactivity.listener import Notification
@@ -58,7 +70,9 @@ from pgactivity.slack import (
     SlackRejected,
     SlackSdkService,
     SlackUnavailable,
+    SlackUnknownError,
     deadline_for,
+    error_code,
     render,
 )
 
@@ -138,8 +152,7 @@ SELECT m.activity_id::text,
            now(),
            CASE WHEN m.ts IS NOT NULL THEN m.sent_at + make_interval(secs => %(interval)s) END,
            m.retry_at,
-           CASE WHEN m.ts IS NULL AND m.post_started_by IS DISTINCT FROM %(me)s
-                THEN m.post_started_at + make_interval(secs => %(grace)s) END
+           CASE WHEN m.ts IS NULL THEN m.post_started_at + make_interval(secs => %(grace)s) END
        ) - now())::float8 AS wait
 FROM agent_activity_slack_messages AS m
 WHERE m.state = 'active' AND (m.ts IS NULL OR m.sent_seq < m.wanted_seq)
@@ -150,8 +163,7 @@ SQL_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
 SQL_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
 SQL_ROW = """
 SELECT m.ts, m.channel, m.state, m.wanted_seq, m.sent_seq, m.sent_hash, m.post_started_at,
-       m.post_started_by IS NOT DISTINCT FROM %(me)s
-           OR m.post_started_at + make_interval(secs => %(grace)s) <= now() AS post_settled,
+       m.post_started_at + make_interval(secs => %(grace)s) <= now() AS post_settled,
        (m.ts IS NULL OR m.sent_at IS NULL OR m.sent_at + make_interval(secs => %(interval)s) <= now())
            AND (m.retry_at IS NULL OR m.retry_at <= now()) AS due,
        agent_activity_json(a)::text
@@ -185,10 +197,20 @@ SQL_UNCHANGED = """
 UPDATE agent_activity_slack_messages SET sent_seq = greatest(sent_seq, %(sent_seq)s)
 WHERE activity_id = %(id)s
 """
+# Slack or the workspace could not take it (the whole consumer pauses): not this message's attempt.
 SQL_FAILED = """
 UPDATE agent_activity_slack_messages
-SET attempts = attempts + 1, retry_at = now() + make_interval(secs => %(delay)s), error = %(error)s
+SET retry_at = now() + make_interval(secs => %(delay)s), error = %(error)s
 WHERE activity_id = %(id)s
+"""
+# An unknown error: one more of this message's bounded attempts, the next one after a backoff.
+SQL_ATTEMPT_FAILED = """
+UPDATE agent_activity_slack_messages
+SET attempts = attempts + 1,
+    retry_at = now() + make_interval(secs => least(%(cap)s, %(base)s * power(2, least(attempts, 30)))),
+    error = %(error)s
+WHERE activity_id = %(id)s
+RETURNING attempts
 """
 SQL_REJECTED = """
 UPDATE agent_activity_slack_messages
@@ -198,6 +220,8 @@ WHERE activity_id = %(id)s
 
 # What one delivery did.
 LOCKED, IDLE, DONE, FAILED = "locked", "idle", "done", "failed"
+# Why a message was given up (the `reason` label of pgactivity_slack_messages_rejected_total).
+REFUSED, ATTEMPTS, UNHANDLED = "refused", "attempts", "unhandled"
 
 
 def text_hash(text: str) -> str:
@@ -217,6 +241,7 @@ class SlackConsumer:
         update_seconds: float = 1.0,
         timeout_seconds: float = 10.0,
         retry_max_seconds: float = 60.0,
+        max_attempts: int = 8,
     ) -> None:
         self.conninfo = conninfo
         self.channel = channel
@@ -227,12 +252,14 @@ class SlackConsumer:
         self.deadline = deadline_for(timeout_seconds)
         self.grace = self.deadline + 2.0
         self.retry_max_seconds = retry_max_seconds
+        self.max_attempts = max_attempts
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.status = "starting"
         self.posted = 0
         self.updated = 0
         self.recovered = 0
         self.errors = 0
+        self.rejected: dict[str, int] = {REFUSED: 0, ATTEMPTS: 0, UNHANDLED: 0}
         self._failures = 0
         self._db_attempt = 0
         self._pause_until = 0.0
@@ -261,6 +288,7 @@ class SlackConsumer:
             update_seconds=settings.slack_update_seconds,
             timeout_seconds=settings.slack_timeout_seconds,
             retry_max_seconds=settings.slack_retry_max_seconds,
+            max_attempts=settings.slack_max_attempts,
         )
 
     # -- wake-ups (a listener Handler: called on every NOTIFY, must stay O(1)) ----------
@@ -290,11 +318,11 @@ class SlackConsumer:
                     self._misconfigured(exc)
                     await asyncio.sleep(MISCONFIGURED_PAUSE)
                     await self._authenticate()
-                except Exception as exc:  # database trouble, or a bug in a custom service
+                except Exception as exc:  # database trouble (the text goes to the log, never to /readyz)
                     delay = backoff(self._db_attempt, base=0.5, cap=self.retry_max_seconds)
                     self._db_attempt += 1
-                    self.status = f"database unavailable: {type(exc).__name__}: {exc}"
-                    logger.warning("Slack consumer: %s; retrying in %.1fs", exc, delay)
+                    self.status = "database unavailable"
+                    logger.warning("Slack consumer: %s: %s; retrying in %.1fs", type(exc).__name__, exc, delay)
                     await asyncio.sleep(delay)
         finally:
             await self.service.aclose()
@@ -311,7 +339,7 @@ class SlackConsumer:
             except Exception as exc:
                 delay = backoff(attempt, base=0.5, cap=self.retry_max_seconds)
                 attempt += 1
-                self.status = f"unreachable: {exc}"
+                self.status = f"unreachable: {_reason(exc)}"
                 logger.warning("Slack is unreachable (%s); checking again in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -323,7 +351,7 @@ class SlackConsumer:
             return
 
     def _misconfigured(self, exc: SlackMisconfigured) -> None:
-        status = f"{'auth failed' if exc.is_auth else 'misconfigured'}: {exc.error}"
+        status = f"{'auth failed' if exc.is_auth else 'misconfigured'}: {error_code(exc.error)}"
         if status != self.status:
             hint = "check SLACK_BOT_TOKEN" if exc.is_auth else "check PGACTIVITY_SLACK_CHANNEL and the app's scopes"
             logger.error(
@@ -387,7 +415,7 @@ class SlackConsumer:
             return self._pause_until - loop.time()
         cur = await conn.execute(
             SQL_PENDING,
-            {"interval": self.update_seconds, "me": self.instance, "grace": self.grace, "limit": PENDING_BATCH},
+            {"interval": self.update_seconds, "grace": self.grace, "limit": PENDING_BATCH},
         )
         pending = [(str(r[0]), float(r[1])) for r in await cur.fetchall()]
         wait = SWEEP_SECONDS
@@ -425,7 +453,8 @@ class SlackConsumer:
             async with asyncio.timeout(self.deadline):
                 return await call
         except TimeoutError:
-            raise SlackUnavailable(f"no answer in {self.deadline:.0f}s", maybe_posted=posting) from None
+            no_answer = f"no answer in {self.deadline:.0f}s"
+            raise SlackUnavailable(no_answer, maybe_posted=posting, reason=no_answer) from None
 
     async def _deliver(self, conn: psycopg.AsyncConnection[Any], activity_id: str) -> str:
         key = LOCK_PREFIX + activity_id
@@ -439,16 +468,22 @@ class SlackConsumer:
             await conn.execute(SQL_UNLOCK, (key,))
 
     async def _deliver_locked(self, conn: psycopg.AsyncConnection[Any], activity_id: str) -> str:
-        params = {"id": activity_id, "me": self.instance, "grace": self.grace, "interval": self.update_seconds}
-        cur = await conn.execute(SQL_ROW, params)
-        row = await cur.fetchone()
+        params = {"id": activity_id, "grace": self.grace, "interval": self.update_seconds}
+        try:
+            cur = await conn.execute(SQL_ROW, params)
+            row = await cur.fetchone()
+        except psycopg.errors.DataError as exc:  # this row's data, not the database: never retry it
+            return await self._unhandled(conn, activity_id, exc)
         if row is None:
             return IDLE  # the activity was deleted meanwhile
         ts, channel, state, wanted_seq, sent_seq, sent_hash, post_started_at, post_settled, due, activity_json = row
         if state != "active" or not due or (ts is not None and sent_seq >= wanted_seq):
             return IDLE
-        activity = ActivityView.from_json(json.loads(activity_json))
-        digest = text_hash(render(activity))
+        try:
+            activity = ActivityView.from_json(jsondepth.loads(activity_json))
+            digest = text_hash(render(activity))
+        except Exception as exc:  # a row we cannot show (odd data, or a bug): it must not hold up the others
+            return await self._unhandled(conn, activity_id, exc)
         posting = ts is None
         try:
             if posting:
@@ -472,12 +507,51 @@ class SlackConsumer:
         except SlackRejected as exc:
             self.errors += 1
             logger.warning("Slack refused the message of activity %s, giving up on it: %s", activity_id, exc)
-            await conn.execute(SQL_REJECTED, {"id": activity_id, "error": str(exc)[:1000]})
+            await self._reject(conn, activity_id, REFUSED, str(exc))
             return DONE
-        except Exception as exc:  # SlackUnavailable, or anything a custom service raises: transient
+        except SlackUnavailable as exc:  # Slack or the workspace cannot take messages now: everything waits
             delay = self._pause(exc)
             await conn.execute(SQL_FAILED, {"id": activity_id, "delay": delay, "error": str(exc)[:1000]})
             return FAILED
+        except Exception as exc:  # SlackUnknownError, or anything a custom service raises: this message only
+            return await self._attempt_failed(conn, activity_id, exc)
+
+    async def _reject(self, conn: psycopg.AsyncConnection[Any], activity_id: str, why: str, error: str) -> None:
+        self.rejected[why] += 1
+        await conn.execute(SQL_REJECTED, {"id": activity_id, "error": error[:1000]})
+
+    async def _unhandled(self, conn: psycopg.AsyncConnection[Any], activity_id: str, exc: Exception) -> str:
+        """Isolate a row this consumer cannot handle: log it, count it, mark it, go on with the others."""
+        self.errors += 1
+        # The exception's text may quote the row's data: the type only at ERROR, the rest at DEBUG.
+        logger.error(
+            "cannot make a Slack message of activity %s (%s): giving up on it (state 'rejected')",
+            activity_id,
+            type(exc).__name__,
+        )
+        logger.debug("activity %s could not be handled", activity_id, exc_info=exc)
+        await self._reject(conn, activity_id, UNHANDLED, f"cannot be handled: {type(exc).__name__}")
+        return DONE
+
+    async def _attempt_failed(self, conn: psycopg.AsyncConnection[Any], activity_id: str, exc: Exception) -> str:
+        """An error nobody knows: retry this message with backoff, at most max_attempts times."""
+        self.errors += 1
+        cur = await conn.execute(
+            SQL_ATTEMPT_FAILED,
+            {"id": activity_id, "error": str(exc)[:1000], "base": 0.5, "cap": self.retry_max_seconds},
+        )
+        row = await cur.fetchone()
+        attempts = int(row[0]) if row else self.max_attempts
+        code = _reason(exc)
+        self.status = f"error: {code}"
+        if attempts >= self.max_attempts:
+            logger.warning(
+                "Slack call for activity %s failed %d times (%s), giving up on it: %s", activity_id, attempts, code, exc
+            )
+            await self._reject(conn, activity_id, ATTEMPTS, f"gave up after {attempts} attempts: {exc}")
+            return DONE
+        logger.warning("Slack call for activity %s failed (%s, attempt %d): %s", activity_id, code, attempts, exc)
+        return FAILED
 
     async def _post(
         self,
@@ -507,7 +581,7 @@ class SlackConsumer:
         await conn.execute(SQL_POST_STARTED, {"id": activity.id, "me": self.instance, "channel": self.channel})
         try:
             ref = await self._call(self.service.post_agent_start(activity), posting=True)
-        except (SlackMisconfigured, SlackRejected):
+        except (SlackMisconfigured, SlackRejected, SlackUnknownError):
             await conn.execute(SQL_POST_CLEAR, {"id": activity.id})  # Slack said no: nothing was posted
             raise
         except SlackUnavailable as exc:
@@ -531,16 +605,24 @@ class SlackConsumer:
         self._failures = 0
         self.status = "ok"
 
-    def _pause(self, exc: Exception) -> float:
+    def _pause(self, exc: SlackUnavailable) -> float:
         """Back off every delivery of this process after a transient failure; returns the delay."""
         self.errors += 1
-        retry_after = exc.retry_after if isinstance(exc, SlackUnavailable) else None
-        delay = retry_after or backoff(self._failures, base=0.5, cap=self.retry_max_seconds)
+        delay = exc.retry_after or backoff(self._failures, base=0.5, cap=self.retry_max_seconds)
         self._failures += 1
         self._pause_until = asyncio.get_running_loop().time() + delay
-        self.status = f"retrying in {delay:.1f}s: {exc}"
+        self.status = f"retrying in {delay:.1f}s: {exc.reason}"
         logger.warning("Slack call failed (%s); retrying in %.1fs", exc, delay)
         return delay
+
+
+def _reason(exc: BaseException) -> str:
+    """What /readyz may show of an error: a fixed text or Slack's error code, never the exception's text."""
+    if isinstance(exc, SlackUnavailable):
+        return exc.reason
+    if isinstance(exc, SlackUnknownError | SlackMisconfigured):
+        return error_code(exc.error)
+    return type(exc).__name__
 
 
 class SlackCollector(Collector):
@@ -559,4 +641,13 @@ class SlackCollector(Collector):
             value=c.recovered,
         )
         yield CounterMetricFamily("pgactivity_slack_errors", "Failed Slack calls", value=c.errors)
+        rejected = CounterMetricFamily(
+            "pgactivity_slack_messages_rejected",
+            "Activities given up on (state 'rejected'): refused by Slack for good, out of attempts "
+            "after an unknown error, or a row the consumer could not handle",
+            labels=["reason"],
+        )
+        for why, count in sorted(c.rejected.items()):
+            rejected.add_metric([why], count)
+        yield rejected
         yield GaugeMetricFamily("pgactivity_slack_ok", "1 while Slack calls succeed", value=int(c.status == "ok"))

@@ -3,7 +3,10 @@
 It reads the same SSE stream as a browser and reconnects like one: with
 `Last-Event-ID` set to the last event it printed, so nothing is lost or
 repeated across reconnects. Agent names and messages are untrusted: control
-characters (terminal escape sequences) are shown escaped, never sent raw.
+characters (terminal escape sequences) are shown escaped, never sent raw, and
+JSON of any depth is read to a bounded depth (jsondepth). When the server ends
+the stream it says why (`{"type": "end", "reason": ...}`): tail reconnects,
+with a fresh token when it mints its own.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, TextIO
 
 import httpx
 from httpx_sse import connect_sse
+
+from pgactivity import jsondepth
 
 STREAM_PATH = "/api/activity/stream"
 READ_TIMEOUT_SECONDS = 90.0  # the server sends a heartbeat every 30 s by default
@@ -190,9 +195,13 @@ class Tail:
                 if not sse.data:
                     continue
                 try:
-                    event = json.loads(sse.data)
-                except json.JSONDecodeError:
+                    event = jsondepth.loads(sse.data)
+                except ValueError:
                     continue
+                if not isinstance(event, dict):
+                    continue
+                if event.get("type") == "end":
+                    return f"the server ended the stream: {clean(event.get('reason'), 40)}"
                 lines = [sse.data] if self.raw_json else formatter.event(event)
                 self.out.write("".join(line + "\n" for line in lines))
                 self.out.flush()

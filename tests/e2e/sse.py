@@ -36,7 +36,9 @@ class SSEClient:
     `reconnect=True` behaves like a browser's EventSource: when the stream ends
     it reconnects with Last-Event-ID set to the last id it received.
     Comment lines (heartbeats) are counted in `comments`, with their arrival
-    times in `comment_times`.
+    times in `comment_times`. The message that says why the server ended a
+    stream (`{"type": "end", "reason": ...}`, no id) is not an event: its
+    reasons go to `ends`.
     """
 
     url: str
@@ -45,6 +47,7 @@ class SSEClient:
     last_event_id: str | None = None
     reconnect: bool = False
     events: list[Received] = field(default_factory=list)
+    ends: list[str] = field(default_factory=list)
     comments: int = 0
     comment_times: list[float] = field(default_factory=list)
     connections: int = 0
@@ -108,7 +111,11 @@ class SSEClient:
                         sse = decoder.decode(line)
                         if sse is None or not sse.data:
                             continue
-                        self.events.append(Received(sse.id or None, json.loads(sse.data)))
+                        data = json.loads(sse.data)
+                        if data.get("type") == "end":  # sse.id is the last id seen (SSE keeps it)
+                            self.ends.append(str(data["reason"]))
+                            continue
+                        self.events.append(Received(sse.id or None, data))
                         if sse.id:
                             self.last_event_id = sse.id
         except (httpx.HTTPError, RuntimeError, OSError):

@@ -270,6 +270,11 @@ BAD_SEARCHES: list[dict[str, str]] = [
     {"cursor": "ZTE6NQ"},  # an events cursor ("e1:5") on the search
     {"cursor": "YTE6OTk5OTk5OTk5OTk5OTk5OTk5OTk6MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA"},  # year out of range
     {"cursor": "x" * 5000},
+    # base64 of "a1:5:" and 32 characters that int(x, 16) reads but that are not hex digits
+    {"cursor": "YTE6NTowMDAwMDAwMDAwMDAwMDAwXzAwMDAwMDAwMDAwMDAwMA"},
+    {"cursor": "YTE6LS01OjAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAw"},  # "a1:--5:<32 zeros>"
+    {"limit": "²"},
+    {"limit": " 5"},
     {"sessionId": ""},
     {"agentType": "x" * 201},
     {"q": ""},

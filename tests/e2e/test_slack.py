@@ -272,3 +272,116 @@ def test_bad_token_is_reported_in_readyz_and_the_log_without_failing_readiness(
     assert "SLACK_BOT_TOKEN" in log
     assert "xoxb-not-the-right-one" not in log
     assert slack.calls_of("chat.postMessage") == []
+
+
+def rejected_metric(srv: ServerProcess, reason: str) -> float:
+    for line in httpx.get(f"{srv.base_url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(f'pgactivity_slack_messages_rejected_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    raise AssertionError(f"no pgactivity_slack_messages_rejected_total for {reason}")
+
+
+def message_state(url: str, activity: str) -> str:
+    return sql(url, f"SELECT state FROM agent_activity_slack_messages WHERE activity_id = '{activity}';")
+
+
+def test_slack_errors_are_sorted_pause_and_retry_retry_a_few_times_or_give_up(
+    server_factory: ServerFactory, slack: FakeSlack
+) -> None:
+    """`rate_limited` (and any code the consumer did not know) used to mark the message rejected for good,
+    never posted even after Slack recovered."""
+    slack.error_when("org-ratelimited", "rate_limited", times=2)
+    slack.error_when("org-accesslimited", "accesslimited", times=1)
+    slack.error_when("org-flaky", "an_error_slack_added_later", times=2)
+    slack.error_when("org-broken", "an_error_slack_added_later")
+    slack.error_when("org-too-long", "msg_too_long")
+    srv = server_factory(env=slack_env(slack, PGACTIVITY_SLACK_MAX_ATTEMPTS="3"))
+    wait_slack_status(srv, slack, "ok")
+    orgs = ["org-ratelimited", "org-accesslimited", "org-flaky", "org-broken", "org-too-long", "org-fine"]
+    ids = {org: start(srv.db_url, org) for org in orgs}
+
+    posted = ["org-ratelimited", "org-accesslimited", "org-flaky", "org-fine"]
+    slack.wait_until(lambda: all(len(slack.messages_of(ids[org])) == 1 for org in posted), what="posts after errors")
+    slack.wait_until(
+        lambda: (
+            message_state(srv.db_url, ids["org-broken"]) == "rejected"
+            and message_state(srv.db_url, ids["org-too-long"]) == "rejected"
+        ),
+        what="the two messages given up",
+    )
+    for org in posted:
+        assert message_state(srv.db_url, ids[org]) == "active", org
+
+    def posts_of(org: str) -> list[str | None]:
+        return [c.error for c in slack.calls_of("chat.postMessage") if org in str(c.params.get("text"))]
+
+    assert posts_of("org-ratelimited") == ["rate_limited", "rate_limited", None]
+    assert posts_of("org-flaky") == ["an_error_slack_added_later"] * 2 + [None]
+    assert posts_of("org-broken") == ["an_error_slack_added_later"] * 3  # PGACTIVITY_SLACK_MAX_ATTEMPTS
+    assert posts_of("org-too-long") == ["msg_too_long"]  # never postable: not tried again
+    assert rejected_metric(srv, "attempts") == 1
+    assert rejected_metric(srv, "refused") == 1
+
+
+def test_one_organizations_unreadable_rows_never_stop_another_organizations_messages(
+    server_factory: ServerFactory, slack: FakeSlack
+) -> None:
+    """A row the consumer could not handle (a timestamp from before the limits, JSON nested 3000 levels)
+    stopped it for every organization: it retried the same row for ever."""
+    srv = server_factory(env=slack_env(slack))
+    wait_slack_status(srv, slack, "ok")
+    url = srv.db_url
+    # Rows as they could be written before the timestamp limits (20261201000002) existed.
+    sql(
+        url,
+        "ALTER TABLE agent_activities DROP CONSTRAINT IF EXISTS agent_activities_created_at_range, "
+        "DROP CONSTRAINT IF EXISTS agent_activities_updated_at_range;",
+    )
+    unreadable = [
+        sql(
+            url,
+            "INSERT INTO agent_activities (organization_id, agent_type, created_at) "
+            f"VALUES ('org-b', 'odd', '{value}') RETURNING id;",
+        )
+        for value in ("infinity", "10001-01-01")
+    ]
+    deep = start(url, "org-b", input_data="[" * 3000 + '"deep"' + "]" * 3000)
+    fine = start(url, "org-a", agent_name="fine")
+
+    slack.wait_until(lambda: len(slack.messages_of(fine)) == 1, what="the other organization's message")
+    slack.wait_until(lambda: len(slack.messages_of(deep)) == 1, what="the deep one, cut where it gets too deep")
+    assert "…" in slack.messages_of(deep)[0].text
+    slack.wait_until(
+        lambda: all(message_state(url, a) == "rejected" for a in unreadable), what="the unreadable rows marked"
+    )
+    assert rejected_metric(srv, "unhandled") == 2
+    assert srv.log().count("cannot make a Slack message of activity") == 2
+    assert "Traceback" not in srv.log()
+
+
+def test_a_post_answered_after_its_timeout_is_looked_up_only_after_the_grace_period(
+    server_factory: ServerFactory, slack: FakeSlack
+) -> None:
+    """Slack may store a post after the call that sent it gave up. The process that sent it looked for it
+    at once (it knew its own call had ended), did not find it yet, and posted a second message."""
+    srv = server_factory(env=slack_env(slack, PGACTIVITY_SLACK_TIMEOUT_SECONDS="0.5"))
+    wait_slack_status(srv, slack, "ok")
+    slack.slow_posts(3.0)  # answered, and stored, 3 s after it arrives; the call gives up after 0.5 s
+    activity = start(srv.db_url, "org-a", agent_name="slow")
+    slack.wait_until(lambda: bool(slack.calls_of("conversations.history")), what="the look in the history")
+    with psycopg.connect(srv.db_url, autocommit=True) as conn:
+        slack.wait_until(
+            lambda: (
+                conn.execute(
+                    "SELECT ts IS NOT NULL FROM agent_activity_slack_messages WHERE activity_id = %s", (activity,)
+                ).fetchone()
+                == (True,)
+            ),
+            what="the message adopted",
+        )
+    [post] = slack.calls_of("chat.postMessage")
+    [look, *_] = slack.calls_of("conversations.history")
+    # Not before every call would have been cut (deadline_for(0.5) = 5.5 s; the grace period is 2 s more).
+    assert look.received - post.received >= 5.5, (post, look)
+    assert len(slack.messages_of(activity)) == 1
+    assert sql(srv.db_url, "SELECT count(*) FROM agent_activity_slack_messages WHERE ts IS NOT NULL;") == "1"

@@ -152,7 +152,17 @@ def test_malformed_authorization_headers_are_401(server: ServerProcess) -> None:
 
 
 def test_bad_parameters_are_400_json(server: ServerProcess) -> None:
-    cases: list[tuple[dict[str, str], dict[str, str]]] = [
+    cases: list[tuple[dict[str, str], dict[str, str | bytes]]] = [
+        # Digits, but not ASCII: `²` and `¹` made int() fail (a 500), `٣` and fullwidth digits were read as numbers.
+        ({"lastEventId": "²"}, {}),
+        ({"lastEventId": "٣"}, {}),
+        ({"lastEventId": "\uff11"}, {}),  # fullwidth one
+        ({}, {"Last-Event-ID": b"\xb2"}),
+        ({}, {"Last-Event-ID": b"\xb9"}),
+        ({}, {"Last-Event-ID": b"\xa01"}),  # a no-break space is not HTTP whitespace
+        ({"lastEventId": "+1"}, {}),
+        ({"lastEventId": " 1"}, {}),
+        ({"lastEventId": "1_0"}, {}),
         ({"lastEventId": "abc"}, {}),
         ({"lastEventId": "-1"}, {}),
         ({"lastEventId": "1.5"}, {}),

@@ -199,7 +199,7 @@ def _drain_until_stream_end(sock: socket.socket, timeout: float) -> bytes:
             chunk = sock.recv(1 << 20)
             if not chunk:
                 break
-            tail = (tail + chunk)[-64:]
+            tail = (tail + chunk)[-256:]
     except (TimeoutError, ConnectionResetError):
         pass
     return tail
@@ -242,6 +242,7 @@ def test_client_that_never_reads_is_disconnected_and_memory_stays_bounded(server
     growth = rss.growth_kb
     assert growth < total_kb // 4, f"RSS grew by {growth} kB while {total_kb} kB flowed (baseline {rss.baseline} kB)"
     assert tail.endswith(b"\r\n0\r\n\r\n"), f"the stalled stream was not ended by the server: {tail!r}"
+    assert b'data: {"type": "end", "reason": "slow_client"}\n\n' in tail, tail  # and it said why
     assert_exactly(reader.seqs(), 1, final)
     # (The reader normally keeps up and is never dropped; on a loaded machine it may fall a
     # megabyte behind and be dropped too: it then resumes with Last-Event-ID, losing nothing.)

@@ -45,10 +45,11 @@ def test_sigterm_with_50_open_streams_exits_within_5s_and_a_client_resumes_on_th
         assert first.proc is not None
         assert seconds < 5, f"serve took {seconds:.1f}s to exit after SIGTERM with 51 open streams"
         assert first.proc.returncode == 0, first.log()
-        # Every stream was ended by the server (a clean end of the response, not an error).
+        # Every stream was ended by the server (a clean end of the response, not an error), saying why.
         for client in [*streams, mover]:
             wait_until(lambda c=client: not c.running, timeout=10, what="the stream to end")  # type: ignore[misc]
             assert client.error is None, repr(client.error)
+            assert client.ends == ["shutdown"]
 
         # The client moves to the other process with its Last-Event-ID while the writer goes on.
         assert mover.last_event_id is not None

@@ -150,3 +150,4 @@ def test_tail_reconnects_with_last_event_id_across_a_restart(
     assert [len(tail.lines_with(f"#{seq} ")) for seq in (1, 2, 3)] == [1, 1, 1]
     assert "running 50%" in tail.lines_with("#2 ")[0]
     assert any("resuming after #1" in line for line in tail.stderr)
+    assert any("the server ended the stream: shutdown" in line for line in tail.stderr), tail.stderr

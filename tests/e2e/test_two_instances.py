@@ -7,6 +7,7 @@ writers keep writing.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from pgactivity.embedded import free_port
 from tests.e2e.conftest import ServerFactory, ServerProcess, make_token
@@ -280,3 +283,50 @@ def test_sse_through_deploy_nginx_conf_is_unbuffered_fails_over_and_logs_no_toke
     assert "GET /api/activity/stream HTTP/1.1" in log
     assert token not in log
     assert "access_token" not in log
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+def test_same_origin_cookie_websocket_through_deploy_nginx_conf_on_any_port(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A page served through deploy/nginx.conf on a port other than 80/443 opens the WebSocket with its
+    cookie: nginx used to send `Host` without the port, so the server took the page's Origin for a
+    foreign one and closed with 4403."""
+    srv = server_factory()
+    port = free_port()
+    conf = nginx_conf_for_test(tmp_path, [srv], port)
+    proc = subprocess.Popen(
+        [str(NGINX), "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"127.0.0.1:{port}"
+    cookie = {"Cookie": f"pgactivity_token={make_token('org-one')}"}
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            threading.Event().wait(0.1)
+        run_psql(srv.db_url, "SELECT agent_activity_start(organization_id => 'org-one', agent_type => 'x');")
+        with ws_connect(f"ws://{base}/api/activity/ws", open_timeout=10, additional_headers=cookie,
+                        origin=f"http://{base}") as ws:  # fmt: skip
+            first = json.loads(ws.recv(timeout=15))
+        assert first["type"] == "snapshot", first
+        assert [a["agentType"] for a in first["activities"]] == ["x"]
+        # Another origin (another port of the same host is another origin) still cannot use the cookie.
+        for foreign in (f"http://127.0.0.1:{free_port()}", "http://evil.example", "null"):
+            with ws_connect(
+                f"ws://{base}/api/activity/ws", open_timeout=10, additional_headers=cookie, origin=foreign
+            ) as ws:
+                refused = json.loads(ws.recv(timeout=15))
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=15)
+            assert refused["error"]["code"] == "forbidden", foreign
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4403, foreign
+    finally:
+        proc.terminate()
+        proc.wait(15)

@@ -113,10 +113,11 @@ def test_ws_resumes_exactly_with_last_event_id_and_sends_heartbeats(server: Serv
     with open_ws(ws_url(server, access_token=token, agentType="nobody")) as ws:
         assert next_event(ws)["activities"] == []  # filters apply as on the SSE stream
 
-    with open_ws(ws_url(server, access_token=token, lastEventId="abc")) as ws:
-        messages, code = close_code(ws)
-        assert code == 4400
-        assert messages[0]["error"]["code"] == "bad_request"
+    for bad in ("abc", "%C2%B2", "%D9%A3", "-1"):  # `²` and `٣` are digits, but not ASCII
+        with open_ws(ws_url(server, access_token=token, lastEventId=bad)) as ws:
+            messages, code = close_code(ws)
+            assert code == 4400, bad
+            assert messages[0]["error"]["code"] == "bad_request"
 
     with open_ws(ws_url(server, access_token=token)) as ws:
         next_event(ws)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgactivity import migrations
+from pgactivity import migrations, server
 
 MIGRATION_NAME = re.compile(r"^(\d{14})_[a-z0-9_]+\.sql$")
 
@@ -200,3 +201,73 @@ def test_migrate_down_on_empty_database_fails_clearly(empty_db_url: str) -> None
 def test_migrate_reports_unreachable_database() -> None:
     with pytest.raises(migrations.MigrationError):
         migrations.migrate_status("postgresql://nobody@127.0.0.1:1/nothing?sslmode=disable&connect_timeout=2")
+
+
+LIMITS = "20261201000002_activity_limits.sql"
+RANGE_CONSTRAINTS = [
+    "agent_activities_completed_at_range",
+    "agent_activities_created_at_range",
+    "agent_activities_updated_at_range",
+]
+SQL_VALIDATED = """
+SELECT conname, convalidated FROM pg_constraint
+WHERE conrelid = 'agent_activities'::regclass AND conname LIKE '%%\\_at\\_range' ORDER BY 1
+"""
+
+
+def test_timestamp_limits_on_a_fresh_schema_are_validated(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute(SQL_VALIDATED).fetchall() == [(name, True) for name in RANGE_CONSTRAINTS]
+
+
+def test_timestamp_limits_keep_rows_from_before_and_check_every_new_write(
+    empty_db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rows written before the migration that break the range do not stop it: the constraints stay
+    NOT VALID (serve warns), new writes are refused, and once the rows are fixed VALIDATE works."""
+    url = empty_db_url
+    files = migration_files()
+    assert LIMITS in [p.name for p in files]
+    partial = tmp_path / "migrations"
+    partial.mkdir()
+    for path in files:
+        if path.name < LIMITS:
+            shutil.copy(path, partial / path.name)
+    dbmate(url, partial, "migrate")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES "
+            "('org-old', 'x', 'infinity'), ('org-old', 'x', '10001-01-01'), ('org-ok', 'x', now())"
+        )
+
+    for path in files:
+        shutil.copy(path, partial / path.name)
+    dbmate(url, partial, "migrate")
+    assert migrations.applied_versions(url) == versions(files)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(SQL_VALIDATED).fetchall() == [
+            ("agent_activities_completed_at_range", True),
+            ("agent_activities_created_at_range", False),
+            ("agent_activities_updated_at_range", False),
+        ]
+        with pytest.raises(psycopg.errors.CheckViolation) as caught:
+            conn.execute(
+                "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES ('o', 'x', 'infinity')"
+            )
+        assert caught.value.diag.constraint_name == "agent_activities_created_at_range"
+        conn.execute("INSERT INTO agent_activities (organization_id, agent_type) VALUES ('org-new', 'x')")
+
+    with caplog.at_level(logging.WARNING, logger="pgactivity.server"):
+        server._check_schema(url)
+    assert [r.args for r in caplog.records] == [
+        ("agent_activities_created_at_range", "agent_activities_created_at_range"),
+        ("agent_activities_updated_at_range", "agent_activities_updated_at_range"),
+    ]
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM agent_activities WHERE organization_id = 'org-old'")
+        for name in RANGE_CONSTRAINTS:
+            conn.execute(f"ALTER TABLE agent_activities VALIDATE CONSTRAINT {name}")
+        assert conn.execute(SQL_VALIDATED).fetchall() == [(name, True) for name in RANGE_CONSTRAINTS]
+    migrations.migrate_down(url, all_=True)
+    assert all(rows == [] for rows in snapshot(url).values())

@@ -527,6 +527,8 @@ def database_state(conn: psycopg.Connection[dict[str, Any]]) -> tuple[list[Any],
     return rows, log, counters
 
 
+INSERT_CREATED_AT = "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES ('org-rules', 'x', "
+
 REJECTIONS = [
     # (id, sql, sqlstate, constraint name, words in the message)
     (
@@ -711,6 +713,70 @@ REJECTIONS = [
         None,
         "agent_type",
     ),
+    (
+        "created-at-infinity-via-insert",
+        INSERT_CREATED_AT + "'infinity')",
+        "23514",
+        "agent_activities_created_at_range",
+        "agent_activities_created_at_range",
+    ),
+    (
+        "created-at-minus-infinity-via-insert",
+        INSERT_CREATED_AT + "'-infinity')",
+        "23514",
+        "agent_activities_created_at_range",
+        "agent_activities_created_at_range",
+    ),
+    (
+        "created-at-year-10001-via-insert",
+        INSERT_CREATED_AT + "'10001-01-01')",
+        "23514",
+        "agent_activities_created_at_range",
+        "agent_activities_created_at_range",
+    ),
+    (
+        "created-at-4713-bc-via-insert",
+        INSERT_CREATED_AT + "'4713-01-01 BC')",
+        "23514",
+        "agent_activities_created_at_range",
+        "agent_activities_created_at_range",
+    ),
+    (
+        "created-at-before-1970-via-insert",
+        INSERT_CREATED_AT + "'1969-12-31 23:59:59+00')",
+        "23514",
+        "agent_activities_created_at_range",
+        "agent_activities_created_at_range",
+    ),
+    (
+        "created-at-year-2200-via-insert",
+        INSERT_CREATED_AT + "'2200-01-01 00:00:00+00')",
+        "23514",
+        "agent_activities_created_at_range",
+        "agent_activities_created_at_range",
+    ),
+    (
+        "completed-at-infinity-via-insert",
+        "INSERT INTO agent_activities (organization_id, agent_type, status, completed_at)"
+        " VALUES ('org-rules', 'x', 'completed', 'infinity')",
+        "23514",
+        "agent_activities_completed_at_range",
+        "agent_activities_completed_at_range",
+    ),
+    (
+        "completed-at-infinity-via-update",
+        "UPDATE agent_activities SET completed_at = 'infinity' WHERE id = %(running)s",
+        "23514",
+        "agent_activities_completed_at_range",
+        "agent_activities_completed_at_range",
+    ),
+    (
+        "completed-at-year-10001-on-completion",
+        "UPDATE agent_activities SET status = 'completed', completed_at = '10001-01-01' WHERE id = %(running)s",
+        "23514",
+        "agent_activities_completed_at_range",
+        "agent_activities_completed_at_range",
+    ),
 ]
 
 
@@ -779,3 +845,23 @@ def test_psql_writer_sees_the_sqlstate(db_url: str, activities: dict[str, str]) 
     )
     assert result.returncode != 0
     assert "does not exist" in result.stderr
+
+
+def test_timestamps_at_the_ends_of_the_range_are_accepted(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    for value in ("1970-01-01 00:00:00+00", "2199-12-31 23:59:59.999999+00"):
+        row = conn.execute(
+            "INSERT INTO agent_activities (organization_id, agent_type, created_at, status, completed_at)"
+            " VALUES ('org-edge', 'x', %s, 'completed', %s) RETURNING updated_at, completed_at",
+            (value, value),
+        ).fetchone()
+        assert row is not None
+
+
+def test_a_psql_writer_sees_the_timestamp_constraint(db_url: str) -> None:
+    result = run_psql(
+        db_url,
+        "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES ('org-b', 'x', 'infinity');",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "agent_activities_created_at_range" in result.stderr

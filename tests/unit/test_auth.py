@@ -71,8 +71,9 @@ def refused(auth: Authenticator, token: str | None) -> str:
 
 
 def test_hs256_token_gives_the_organization_and_subject() -> None:
-    token = jwt.encode(claims(sub="user-7"), SECRET, algorithm="HS256")
-    assert hs().authenticate(token) == Principal("org-1", "user-7")
+    payload = claims(sub="user-7")
+    token = jwt.encode(payload, SECRET, algorithm="HS256")
+    assert hs().authenticate(token) == Principal("org-1", "user-7", payload["exp"] + 5.0)
 
 
 def test_missing_and_malformed_tokens() -> None:
@@ -124,8 +125,77 @@ def test_algorithm_confusion_hs256_keyed_with_the_public_key_is_refused(rsa_key:
 
 
 def test_the_configured_list_is_the_whole_list(rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey) -> None:
-    only_rs256 = Authenticator(Settings(jwt_public_key=public_pem(ec_key), jwt_algorithms=("RS256",)))
-    assert "algorithm" in refused(only_rs256, jwt.encode(claims(), ec_key, algorithm="ES256"))
+    only_es256 = Authenticator(Settings(jwt_public_key=public_pem(ec_key), jwt_algorithms=("ES256",)))
+    assert "algorithm" in refused(only_es256, jwt.encode(claims(), rsa_key, algorithm="RS256"))
+
+
+def test_an_es256_header_against_an_rsa_key_is_a_401_not_a_key_error(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """PyJWT raises InvalidKeyError (not an InvalidTokenError) when the header picks an algorithm the key
+    does not fit; the algorithms the key does not fit are dropped at start, and any library error is a 401."""
+    auth = Authenticator(Settings(jwt_public_key=public_pem(rsa_key), jwt_algorithms=("RS256", "ES256")))
+    assert auth.algorithms == ["RS256"]
+    refused(auth, jwt.encode(claims(), ec_key, algorithm="ES256"))
+    # The token's header alone picks the algorithm: a forged header over an RS256 signature.
+    good = jwt.encode(claims(), rsa_key, algorithm="RS256")
+    _, payload, signature = good.split(".")
+    refused(auth, f"{b64(json.dumps({'alg': 'ES256', 'typ': 'JWT'}).encode())}.{payload}.{signature}")
+    ec_auth = Authenticator(Settings(jwt_public_key=public_pem(ec_key), jwt_algorithms=("RS256", "ES256")))
+    assert ec_auth.algorithms == ["ES256"]
+    refused(ec_auth, good)
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithms", "words"),
+    [
+        ("not a key", ("RS256", "ES256"), "not a PEM public key"),
+        ("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", ("RS256", "ES256"), "not a PEM public key"),
+        ("private-rsa", ("RS256",), "private key"),
+        ("ec-p384", ("RS256", "ES256"), "fits none"),
+        ("rsa", ("ES256",), "fits none"),
+        ("ec-p256", ("RS256",), "fits none"),
+    ],
+)
+def test_a_public_key_that_cannot_work_is_a_configuration_error_naming_the_setting(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey, key: str, algorithms: tuple[str, ...], words: str
+) -> None:
+    pems = {
+        "private-rsa": rsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+        "ec-p384": public_pem(ec.generate_private_key(ec.SECP384R1())),
+        "rsa": public_pem(rsa_key),
+        "ec-p256": public_pem(ec_key),
+    }
+    with pytest.raises(ConfigurationError, match="PGACTIVITY_JWT_PUBLIC_KEY") as info:
+        Authenticator(Settings(jwt_public_key=pems.get(key, key), jwt_algorithms=algorithms))
+    assert words in str(info.value)
+
+
+def test_tokens_without_exp_are_refused_unless_the_operator_opts_out() -> None:
+    no_exp = {k: v for k, v in claims().items() if k != "exp"}
+    token = jwt.encode(no_exp, SECRET, algorithm="HS256")
+    assert "'exp'" in refused(hs(), token)
+    assert hs(jwt_require_exp=False).authenticate(token) == Principal("org-1", None, None)
+    # Opting out does not turn off the check of an exp that is there.
+    expired = jwt.encode(claims(exp=int(time.time()) - 60), SECRET, algorithm="HS256")
+    assert refused(hs(jwt_require_exp=False), expired) == "token expired"
+
+
+def test_exp_and_nbf_have_a_leeway_and_expires_at_includes_it() -> None:
+    now = int(time.time())
+    just_expired = jwt.encode(claims(exp=now - 2), SECRET, algorithm="HS256")
+    assert hs().authenticate(just_expired).expires_at == now - 2 + 5.0
+    assert refused(hs(jwt_leeway_seconds=0), just_expired) == "token expired"
+    almost_valid = jwt.encode(claims(nbf=now + 2), SECRET, algorithm="HS256")
+    assert hs().authenticate(almost_valid).organization_id == "org-1"
+    assert "nbf" in refused(hs(jwt_leeway_seconds=0), almost_valid)
+    # An exp far in the future is capped, never an overflow.
+    far = jwt.encode(claims(exp=10**30), SECRET, algorithm="HS256")
+    expires_at = hs().authenticate(far).expires_at
+    assert expires_at is not None
+    assert expires_at < 10**11
 
 
 def test_expiry_and_not_before() -> None:
@@ -176,7 +246,10 @@ def test_custom_organization_claim() -> None:
 def test_mint_token_round_trips_with_audience_and_issuer() -> None:
     settings = Settings(jwt_secret=SECRET, jwt_audience="aud-1", jwt_issuer="iss-1")
     token = mint_token(settings, "org-9", subject="dev", ttl=60)
-    assert Authenticator(settings).authenticate(token) == Principal("org-9", "dev")
+    who = Authenticator(settings).authenticate(token)
+    assert (who.organization_id, who.subject) == ("org-9", "dev")
+    assert who.expires_at is not None
+    assert 0 < who.expires_at - time.time() <= 65
     decoded = jwt.decode(token, SECRET, algorithms=["HS256"], audience="aud-1")
     assert 55 <= decoded["exp"] - decoded["iat"] <= 60
     assert refused(Authenticator(settings), mint_token(settings, "org-9", ttl=-10)) == "token expired"

@@ -134,6 +134,17 @@ def test_nginx_streams_sse_unbuffered_with_long_timeouts_and_websocket_upgrade()
     assert "proxy_set_header Connection $connection_upgrade;" in ws
 
 
+def test_nginx_passes_the_host_with_its_port_to_the_websocket() -> None:
+    """The server compares a cookie WebSocket's Origin with Host: $host drops the port, and a
+    proxy_set_header in a location drops every one of the server level."""
+    text = read("deploy/nginx.conf")
+    assert "$host;" not in text
+    assert re.search(r"^\s*proxy_set_header Host \$http_host;", text, re.M)
+    ws = nginx_blocks()["/api/activity/ws"]
+    for header in ("Host $http_host", "X-Forwarded-For $proxy_add_x_forwarded_for", "X-Forwarded-Proto $scheme"):
+        assert f"proxy_set_header {header};" in ws, header
+
+
 def test_nginx_access_log_has_no_query_string() -> None:
     text = read("deploy/nginx.conf")
     formats = re.findall(r"log_format\s+(\w+)(.*?);", text, re.S)

@@ -36,6 +36,9 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.log_format == "text"
     assert settings.retention_interval_seconds == 3600.0
     assert settings.slack_start == "end"
+    assert settings.jwt_require_exp is True
+    assert settings.jwt_leeway_seconds == 5.0
+    assert settings.slack_max_attempts == 8
     assert not settings.jwt_configured
 
 
@@ -65,6 +68,9 @@ def test_reads_every_variable() -> None:
         "PGACTIVITY_DATA_DIR": "/var/lib/pgactivity",
         "PGACTIVITY_EMBEDDED_PORT": "6000",
         "PGACTIVITY_LOG_LEVEL": "debug",
+        "PGACTIVITY_JWT_REQUIRE_EXP": "false",
+        "PGACTIVITY_JWT_LEEWAY_SECONDS": "30",
+        "PGACTIVITY_SLACK_MAX_ATTEMPTS": "3",
     }
     s = Settings.from_env(env)
     assert s.database_url == "postgresql://app@db:5432/app"
@@ -87,7 +93,15 @@ def test_reads_every_variable() -> None:
     assert s.data_dir == Path("/var/lib/pgactivity")
     assert s.embedded_port == 6000
     assert s.log_level == "DEBUG"
-    for name in ("port", "snapshot_limit", "client_buffer_bytes", "pool_max_size", "embedded_port"):
+    assert (s.jwt_require_exp, s.jwt_leeway_seconds, s.slack_max_attempts) == (False, 30.0, 3)
+    for name in (
+        "port",
+        "snapshot_limit",
+        "client_buffer_bytes",
+        "pool_max_size",
+        "embedded_port",
+        "slack_max_attempts",
+    ):
         assert type(getattr(s, name)) is int, name
 
 
@@ -234,4 +248,35 @@ def test_algorithm_list_is_configurable(env: dict[str, str], expected: tuple[str
 )
 def test_algorithm_swaps_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError, match="PGACTIVITY_JWT_ALGORITHMS"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("False", False),
+        ("no", False),
+        (" off ", False),
+    ],
+)
+def test_require_exp_is_a_boolean(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"PGACTIVITY_JWT_REQUIRE_EXP": raw}).jwt_require_exp is expected
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PGACTIVITY_JWT_REQUIRE_EXP": "maybe"},
+        {"PGACTIVITY_JWT_LEEWAY_SECONDS": "-1"},
+        {"PGACTIVITY_JWT_LEEWAY_SECONDS": "nan"},
+        {"PGACTIVITY_SLACK_MAX_ATTEMPTS": "0"},
+    ],
+)
+def test_bad_token_lifetime_and_slack_attempt_settings(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError, match=next(iter(env))):
         Settings.from_env(env)

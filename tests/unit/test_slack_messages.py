@@ -13,6 +13,7 @@ from pgactivity.slack import (
     SlackMisconfigured,
     SlackRejected,
     SlackUnavailable,
+    SlackUnknownError,
     render,
     short_view,
     translate,
@@ -85,6 +86,17 @@ def api_error(status: int, error: str | None = None, headers: dict[str, str] | N
         (200, "channel_not_found", SlackMisconfigured, None),
         (200, "msg_too_long", SlackRejected, None),
         (200, "message_not_found", SlackRejected, None),
+        # The workspace cannot take messages now: pause and retry, never give up on the message.
+        (200, "rate_limited", SlackUnavailable, False),
+        (200, "accesslimited", SlackUnavailable, False),
+        (200, "message_limit_exceeded", SlackUnavailable, False),
+        (200, "service_unavailable", SlackUnavailable, False),
+        (200, "fatal_error", SlackUnavailable, True),
+        (200, "token_revoked", SlackMisconfigured, None),
+        (200, "ekm_access_denied", SlackMisconfigured, None),
+        # Codes nobody knows: bounded retries, not an immediate "rejected".
+        (200, "a_code_slack_added_last_week", SlackUnknownError, None),
+        (400, "invalid_arguments", SlackUnknownError, None),
     ],
 )
 def test_slack_errors_are_sorted(status: int, error: str | None, kind: type[Exception], maybe_posted: bool) -> None:
@@ -94,3 +106,26 @@ def test_slack_errors_are_sorted(status: int, error: str | None, kind: type[Exce
         assert translated.maybe_posted is maybe_posted
         if status == 429:
             assert translated.retry_after == 7
+
+
+def test_error_text_in_reasons_is_a_code_never_free_text() -> None:
+    weird = translate("chat.postMessage", api_error(200, "<b>db.internal:5432 user=app</b>"), posting=True)
+    assert isinstance(weird, SlackUnknownError)
+    assert weird.error == "unknown_error"
+    limited = translate("chat.postMessage", api_error(200, "rate_limited"), posting=True)
+    assert isinstance(limited, SlackUnavailable)
+    assert limited.reason == "rate_limited"
+    assert limited.retry_after is None
+    for bad in ("nan", "inf", "-5", "999999999"):  # never a sleep of that long, or of NaN
+        limited = translate("chat.postMessage", api_error(429, "ratelimited", {"Retry-After": bad}), posting=True)
+        assert isinstance(limited, SlackUnavailable)
+        assert limited.retry_after is None, bad
+
+
+def test_a_message_of_deeply_nested_input_renders() -> None:
+    from pgactivity import jsondepth
+
+    deep = '{"id": "a", "organizationId": "o", "agentType": "x", "status": "running", "createdAt": '
+    deep += '"2026-01-30T12:00:00.000000Z", "inputData": ' + "[" * 3000 + "]" * 3000 + "}"
+    text = render(ActivityView.from_json(jsondepth.loads(deep)))
+    assert "…" in text

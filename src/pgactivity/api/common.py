@@ -48,9 +48,11 @@ def text_param(request: Request[Any, Any, Any], name: str) -> str | None:
 
 
 def int_param(request: Request[Any, Any, Any], name: str, value: str | None = None) -> int | None:
+    """A non-negative integer in ASCII digits; anything else (`²`, `٣`, `+1`, ` 1`, `1_0`) is a 400."""
     raw = value if value is not None else request.query_params.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise BadRequest(detail=f"{name} must be a non-negative integer")
+    # str.isdigit() alone is true for `²`, which int() refuses, and int() reads `٣`, fullwidth digits and `1_0`.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise BadRequest(detail=f"{name} must be a non-negative integer (ASCII digits)")
     return int(raw)

@@ -39,8 +39,8 @@ def stream_filters(request: Request[Any, Any, Any]) -> Filters:
 
 def last_event_id(request: Request[Any, Any, Any]) -> int | None:
     header = request.headers.get("last-event-id")
-    if header is not None and header.strip() != "":
-        return int_param(request, "Last-Event-ID", header.strip())
+    if header is not None and header.strip(" \t") != "":  # HTTP's optional whitespace only
+        return int_param(request, "Last-Event-ID", header.strip(" \t"))
     return int_param(request, "lastEventId")
 
 

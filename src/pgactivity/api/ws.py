@@ -8,9 +8,11 @@ protocol level). Messages from the client are read and ignored.
 
 Close codes: 4401 bad or missing token, 4400 bad parameter, 4403 a cookie sent
 from a foreign page (cross-site WebSocket hijacking), each after one
-`{"type": "error", "error": {"code", "message"}}` message; 1012 when the
-server ends the stream (shutdown, or a client too slow to keep up): reconnect
-with `?lastEventId=<last seq>`.
+`{"type": "error", "error": {"code", "message"}}` message. When the server
+ends the stream it first sends `{"type": "end", "reason": ...}` (the SSE
+stream's last message), then closes: 4401 when the token expired (reconnect
+with a fresh token), 1012 on shutdown or for a client too slow to keep up;
+either way reconnect with `?lastEventId=<last seq>`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pgactivity.api.common import principal, runtime
 from pgactivity.api.stream import last_event_id, stream_filters
 from pgactivity.auth import COOKIE_NAME
 from pgactivity.errors import AuthenticationError
+from pgactivity.events import StreamEnd
+from pgactivity.hub import CLOSED_EXPIRED
 from pgactivity.runtime import Runtime
 from pgactivity.session import Batch, activity_session
 
@@ -51,8 +55,25 @@ class Refused(Exception):
         self.message = message
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _authority(netloc: str, scheme: str) -> tuple[str, int | None] | None:
+    """(host, port) with the scheme's default port filled in; None if it cannot be read."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    return (host, port or _DEFAULT_PORTS.get(scheme)) if host else None
+
+
 def _foreign_cookie(socket: WebSocket[Any, Any, Any], rt: Runtime) -> bool:
-    """A browser on another site sends our cookie along with its WebSocket (no CORS for those)."""
+    """A browser on another site sends our cookie along with its WebSocket (no CORS for those).
+
+    Same origin: the Origin's host and port are the Host header's (behind a proxy, the Host the
+    browser sent: deploy/nginx.conf passes $http_host), default ports filled in on both sides.
+    """
     if socket.headers.get("authorization") or socket.query_params.get("access_token"):
         return False  # an explicit token: the page had to know it
     origin = socket.headers.get("origin")
@@ -60,7 +81,12 @@ def _foreign_cookie(socket: WebSocket[Any, Any, Any], rt: Runtime) -> bool:
         return False
     if origin in rt.settings.cors_origins:
         return False
-    return urlsplit(origin).netloc.lower() != (socket.headers.get("host") or "").lower()
+    try:
+        page = urlsplit(origin)
+    except ValueError:
+        return True
+    mine = _authority(socket.headers.get("host") or "", page.scheme)
+    return mine is None or _authority(page.netloc, page.scheme) != mine
 
 
 async def _refuse(socket: WebSocket[Any, Any, Any], refused: Refused) -> None:
@@ -104,6 +130,8 @@ async def activity_ws(socket: WebSocket[Any, Any, Any]) -> None:
 
     await socket.accept()
 
+    ended: list[str] = []  # why the server ended the stream (its StreamEnd message)
+
     async def pump() -> None:
         # Closed explicitly, so the hub subscription ends with the socket even when a send is cancelled.
         session = cast(
@@ -113,6 +141,8 @@ async def activity_ws(socket: WebSocket[Any, Any, Any]) -> None:
             async for batch in session:
                 for event in batch:
                     await socket.send_text(HEARTBEAT_MESSAGE if event is None else event.json)
+                    if isinstance(event, StreamEnd):
+                        ended.append(event.reason)
 
     sender = asyncio.create_task(pump(), name="pgactivity-ws-send")
     receiver = asyncio.create_task(_until_disconnect(socket), name="pgactivity-ws-receive")
@@ -131,6 +161,8 @@ async def activity_ws(socket: WebSocket[Any, Any, Any]) -> None:
     if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
         logger.error("websocket stream failed", exc_info=error)
         code, reason = CLOSE_INTERNAL_ERROR, "internal error, reconnect with lastEventId"
+    elif ended and ended[-1] == CLOSED_EXPIRED:
+        code, reason = CLOSE_UNAUTHORIZED, "token expired, reconnect with a fresh token and lastEventId"
     else:
         code, reason = CLOSE_SERVER_ENDED, "stream ended, reconnect with lastEventId"
     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
