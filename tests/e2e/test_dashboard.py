@@ -209,7 +209,7 @@ def test_dashboard_renders_input_nested_3000_levels_deep(server: ServerProcess, 
     deep_array = "[" * depth + "]" * depth
     run_psql(
         server.db_url,
-        f"SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor', agent_name => 'in-snapshot',"
+        "SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor', agent_name => 'in-snapshot',"
         f" input_data => {sql_literal(deep_object)}::jsonb, metadata => {sql_literal(deep_array)}::jsonb);",
     )
     page.goto(f"{server.base_url}/?access_token={server.token('org-a')}")
@@ -217,7 +217,7 @@ def test_dashboard_renders_input_nested_3000_levels_deep(server: ServerProcess, 
     # And live, through an event rather than the snapshot.
     run_psql(
         server.db_url,
-        f"SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor', agent_name => 'live-deep',"
+        "SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor', agent_name => 'live-deep',"
         f" input_data => {sql_literal(deep_array)}::jsonb, metadata => {sql_literal(deep_object)}::jsonb);",
     )
     expect(page.locator("tr.activity")).to_have_count(2)
