@@ -51,6 +51,7 @@ const ui = {
   rows: new Map<string, Row>(),
   expanded: new Set<string>(),
   fresh: new Set<string>(), // ids started since the last render (highlighted once)
+  unloadable: new Set<string>(), // truncated fields that GET /api/activities/{id} could not give
   renderQueued: false,
   filters: { status: "", agentType: "", text: "" },
 };
@@ -278,11 +279,26 @@ function createRow(id: string): Row {
     else {
       ui.expanded.add(id);
       // Fields a snapshot left out (too large for its budget) come from GET /api/activities/{id}.
-      if (ui.state?.activities.find((a) => a.id === id)?.truncated?.length) void ui.feed?.load(id).catch(() => undefined);
+      if (ui.state?.activities.find((a) => a.id === id)?.truncated?.length) loadWhole(id);
     }
     scheduleRender();
   });
   return { tr, badge, name, kind, bar, fill, pct, message, session, started, elapsed, detail: null, shown: null, detailOf: null };
+}
+
+function loadWhole(id: string): void {
+  const feed = ui.feed;
+  if (!feed) return;
+  ui.unloadable.delete(id);
+  const failed = () => {
+    ui.unloadable.add(id);
+    const row = ui.rows.get(id);
+    if (row) row.detailOf = null; // redraw the detail
+    scheduleRender();
+  };
+  feed.load(id).then((a) => {
+    if (a?.truncated?.length) failed();
+  }, failed);
 }
 
 function fillRow(row: Row, a: Activity): void {
@@ -336,7 +352,7 @@ function detailRow(row: Row, a: Activity): HTMLTableRowElement {
   for (const [label, field, value] of sections) {
     const block = el("div");
     let text: string;
-    if (truncated.has(field)) text = "Loading…";
+    if (truncated.has(field)) text = ui.unloadable.has(a.id) ? "Not shown: too large for the snapshot, and it could not be fetched." : "Loading…";
     else if (value === null || value === undefined) text = "—";
     else text = typeof value === "string" ? value : formatJson(value);
     block.append(el("h3", null, label), el("pre", "mono", text));

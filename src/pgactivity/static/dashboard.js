@@ -985,6 +985,8 @@ ${"  ".repeat(depth)}` : "";
     expanded: /* @__PURE__ */ new Set(),
     fresh: /* @__PURE__ */ new Set(),
     // ids started since the last render (highlighted once)
+    unloadable: /* @__PURE__ */ new Set(),
+    // truncated fields that GET /api/activities/{id} could not give
     renderQueued: false,
     filters: { status: "", agentType: "", text: "" }
   };
@@ -1182,11 +1184,25 @@ ${"  ".repeat(depth)}` : "";
       if (ui.expanded.has(id)) ui.expanded.delete(id);
       else {
         ui.expanded.add(id);
-        if (ui.state?.activities.find((a) => a.id === id)?.truncated?.length) void ui.feed?.load(id).catch(() => void 0);
+        if (ui.state?.activities.find((a) => a.id === id)?.truncated?.length) loadWhole(id);
       }
       scheduleRender();
     });
     return { tr, badge, name, kind, bar, fill, pct, message, session, started, elapsed, detail: null, shown: null, detailOf: null };
+  }
+  function loadWhole(id) {
+    const feed = ui.feed;
+    if (!feed) return;
+    ui.unloadable.delete(id);
+    const failed = () => {
+      ui.unloadable.add(id);
+      const row = ui.rows.get(id);
+      if (row) row.detailOf = null;
+      scheduleRender();
+    };
+    feed.load(id).then((a) => {
+      if (a?.truncated?.length) failed();
+    }, failed);
   }
   function fillRow(row, a) {
     const status = STATUS_LABELS[a.status] ? a.status : "running";
@@ -1240,7 +1256,7 @@ ${"  ".repeat(depth)}` : "";
     for (const [label, field, value] of sections) {
       const block = el("div");
       let text;
-      if (truncated.has(field)) text = "Loading…";
+      if (truncated.has(field)) text = ui.unloadable.has(a.id) ? "Not shown: too large for the snapshot, and it could not be fetched." : "Loading…";
       else if (value === null || value === void 0) text = "—";
       else text = typeof value === "string" ? value : formatJson(value);
       block.append(el("h3", null, label), el("pre", "mono", text));
