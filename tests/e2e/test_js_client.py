@@ -68,7 +68,7 @@ def test_js_client_tests_pass_against_the_real_server(node_modules: None, db_url
     assert proc.returncode == 0, report
     assert counts.get("fail") == 0, report
     assert counts.get("skipped") == 0, report  # the server tests ran, not skipped
-    assert counts.get("pass", 0) >= 30, report
+    assert counts.get("pass", 0) >= 25, report  # a run that ran nothing fails
     print(f"JS tests: {counts}")
 
 

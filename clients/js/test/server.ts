@@ -66,6 +66,7 @@ function serverEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     PGACTIVITY_JWT_SECRET: E2E.secret,
     PGACTIVITY_HEARTBEAT_SECONDS: "1",
     PGACTIVITY_LISTENER_PING_SECONDS: "1",
+    PGACTIVITY_JWT_LEEWAY_SECONDS: "1", // the token-expiry test waits exp + leeway
     PYTHONUNBUFFERED: "1",
     ...extra,
   };
