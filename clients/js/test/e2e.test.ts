@@ -210,11 +210,13 @@ describe("against pgactivity serve", { skip: skipServer }, () => {
     const org = uniqueOrg();
     await start(org, 1);
     const reasons: string[] = [];
+    const tokens: string[] = [];
     const r = new Recorder({
       url: server.url,
       getToken: ({ reason }) => {
         reasons.push(reason);
-        return mintToken(org, reasons.length === 1 ? 2 : 3600); // the first one expires at once
+        tokens.push(mintToken(org, reasons.length === 1 ? 2 : 3600)); // the first one expires at once
+        return tokens[tokens.length - 1]!;
       },
     });
     try {
@@ -232,7 +234,10 @@ describe("against pgactivity serve", { skip: skipServer }, () => {
       assert.deepEqual(reasons, ["initial", "expired"]);
       assert.deepEqual(r.seqs(), [2, 3, 4, 5]);
       assert.equal(r.snapshots().length, 1);
-      // The expired token itself is now refused with the JSON error.
+      // The expired token itself is now refused, with the JSON error.
+      const refused = await fetch(`${server.url}/api/activity/stream`, { headers: { Authorization: `Bearer ${tokens[0]}` } });
+      assert.equal(refused.status, 401);
+      assert.deepEqual(await refused.json(), { error: { code: "unauthorized", message: "token expired" } });
     } finally {
       r.close();
     }
