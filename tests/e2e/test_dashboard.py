@@ -196,3 +196,39 @@ def test_dashboard_asks_for_a_token_and_resumes_after_a_restart(server: ServerPr
 def _print_console(message: ConsoleMessage) -> None:
     if message.type == "error":
         print(f"browser console: {message.text}")  # expected here: refused connections, the 401
+
+
+def test_dashboard_renders_input_nested_3000_levels_deep(server: ServerProcess, page: Page) -> None:
+    """PostgreSQL accepts jsonb nested thousands of levels deep; the page must neither overflow its
+    stack nor hang on it (the payload formatter is iterative and bounded)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    depth = 3000
+    deep_object = '{"a": ' * depth + "1" + "}" * depth
+    deep_array = "[" * depth + "]" * depth
+    run_psql(
+        server.db_url,
+        "SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor', agent_name => 'in-snapshot',"
+        f" input_data => {sql_literal(deep_object)}::jsonb, metadata => {sql_literal(deep_array)}::jsonb);",
+    )
+    page.goto(f"{server.base_url}/?access_token={server.token('org-a')}")
+    expect(page.locator("html")).to_have_attribute("data-connection", "live")
+    # And live, through an event rather than the snapshot.
+    run_psql(
+        server.db_url,
+        "SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor', agent_name => 'live-deep',"
+        f" input_data => {sql_literal(deep_array)}::jsonb, metadata => {sql_literal(deep_object)}::jsonb);",
+    )
+    expect(page.locator("tr.activity")).to_have_count(2)
+    for name in ("in-snapshot", "live-deep"):
+        page.locator("tr.activity", has_text=name).click()
+    details = page.locator("tr.detail")
+    expect(details).to_have_count(2)
+    for i in range(2):
+        texts = details.nth(i).locator("pre").all_text_contents()
+        assert any(t.lstrip().startswith('{\n  "a": {') and t.rstrip().endswith("}") for t in texts), texts[0][:200]
+        assert any(t.startswith("[\n  [") and t.rstrip().endswith("]") for t in texts), texts[1][:200]
+        assert all(len(t) < 50_000 for t in texts)
+    assert page.evaluate("1 + 1") == 2  # still responsive
+    assert errors == []
