@@ -37,6 +37,14 @@ HELD_PER_ORGANIZATION = 1000
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class Interest(Protocol):
+    """A source that delivers only what is asked for (NATS): told which organizations are followed."""
+
+    async def follow(self, organization_id: str) -> None: ...
+
+    def unfollow(self, organization_id: str) -> None: ...
+
+
 class TailReader(Protocol):
     """The reads the tail needs (store.Store implements them)."""
 
@@ -56,8 +64,10 @@ class LogTail:
         *,
         safety_seconds: float = 5.0,
         sleep: Sleep = asyncio.sleep,
+        interest: Interest | None = None,
     ) -> None:
         self.reader = reader
+        self.interest = interest
         self.publish = publish
         self.has_clients = has_clients
         self.safety_seconds = safety_seconds
@@ -80,6 +90,8 @@ class LogTail:
         async with self._follow_lock:
             if organization_id in self.cursors:
                 return
+            if self.interest is not None:  # subscribed before the cursor is read: nothing falls between
+                await self.interest.follow(organization_id)
             seqs = await self.reader.last_seqs([organization_id])
             self.cursors.setdefault(organization_id, seqs.get(organization_id, 0))
         # A notification that came while the cursor was being read was not for us yet.
@@ -158,6 +170,8 @@ class LogTail:
                 if org in self.cursors and not self.has_clients(org):
                     del self.cursors[org]
                     self._held.pop(org, None)
+                    if self.interest is not None:
+                        self.interest.unfollow(org)
             todo = {org: self.cursors[org] for org in dirty if org in self.cursors}
             if not todo:
                 continue

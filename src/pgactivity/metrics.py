@@ -36,10 +36,8 @@ class HubView(Protocol):
     def client_counts(self) -> dict[str, int]: ...
 
 
-class ListenerView(Protocol):
-    connected: bool
-    reconnects: int
-    notifications: int
+class SourceView(Protocol):
+    def collect(self) -> Iterator[Metric]: ...
 
 
 class TailView(Protocol):
@@ -59,9 +57,9 @@ Publish = Callable[[list[LogEvent]], None]
 
 
 class _Collector(Collector):
-    def __init__(self, hub: HubView, listener: ListenerView, tail: TailView, snapshots: SnapshotsView) -> None:
+    def __init__(self, hub: HubView, source: SourceView, tail: TailView, snapshots: SnapshotsView) -> None:
         self.hub = hub
-        self.listener = listener
+        self.source = source
         self.tail = tail
         self.snapshots = snapshots
 
@@ -80,17 +78,7 @@ class _Collector(Collector):
             "Clients disconnected because their buffer was full",
             value=self.hub.stats.slow_disconnects,
         )
-        yield GaugeMetricFamily(
-            "pgactivity_listener_connected", "1 while the LISTEN connection is up", value=int(self.listener.connected)
-        )
-        yield CounterMetricFamily(
-            "pgactivity_listener_reconnects",
-            "Times the LISTEN connection was lost and reopened",
-            value=self.listener.reconnects,
-        )
-        yield CounterMetricFamily(
-            "pgactivity_listener_notifications", "NOTIFYs received", value=self.listener.notifications
-        )
+        yield from self.source.collect()
         yield CounterMetricFamily(
             "pgactivity_events_inline",
             "Events handed on from their NOTIFY, without a read of the log",
@@ -146,10 +134,10 @@ class Metrics:
             self.purged.labels(table=table)
         self._watched = False
 
-    def watch(self, hub: HubView, listener: ListenerView, tail: TailView, snapshots: SnapshotsView) -> None:
+    def watch(self, hub: HubView, source: SourceView, tail: TailView, snapshots: SnapshotsView) -> None:
         """Expose the counters the parts keep themselves (once)."""
         if not self._watched:
-            self.registry.register(_Collector(hub, listener, tail, snapshots))
+            self.registry.register(_Collector(hub, source, tail, snapshots))
             self._watched = True
 
     def observe_lag(self, events: Iterable[LogEvent], now: float | None = None) -> None:

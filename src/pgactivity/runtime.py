@@ -22,6 +22,7 @@ from pgactivity.log_tail import LogTail
 from pgactivity.metrics import Metrics
 from pgactivity.settings import Settings
 from pgactivity.snapshots import SnapshotCache
+from pgactivity.sources import PostgresSource, Source
 from pgactivity.store import Snapshot, Store
 
 if TYPE_CHECKING:
@@ -58,15 +59,31 @@ async def use_generic_plans(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SET plan_cache_mode = force_generic_plan")
 
 
+def make_source(settings: Settings, store: Store) -> Source:
+    """LISTEN on PostgreSQL, or NATS when PGACTIVITY_NATS_URL is set (see sources.py)."""
+    assert settings.database_url is not None
+    if not settings.nats_servers:
+        return PostgresSource(Listener(settings.database_url, ping_seconds=settings.listener_ping_seconds))
+    from pgactivity.broker import Subjects
+    from pgactivity.nats_feed import NatsFeed
+    from pgactivity.relay import Relay
+    from pgactivity.sources import NatsSource
+
+    feed = NatsFeed(list(settings.nats_servers), Subjects(settings.nats_subject_prefix))
+    relay = Relay(settings.database_url, feed, store, ping_seconds=settings.listener_ping_seconds)
+    return NatsSource(feed, relay)
+
+
 @dataclass
 class Runtime:
-    """database -> listener -> log tail -> hub -> client streams; snapshots beside the hub."""
+    """database -> source (LISTEN, or NATS in broker mode) -> log tail -> hub -> client streams;
+    snapshots beside the hub."""
 
     settings: Settings
     pool: AsyncConnectionPool
     store: Store
     hub: Hub
-    listener: Listener
+    source: Source
     tail: LogTail
     snapshots: SnapshotCache
     authenticator: Authenticator
@@ -105,11 +122,15 @@ class Runtime:
         store = Store(pool, tail_pool=tail_pool)
         hub = Hub(max_bytes=settings.client_buffer_bytes, max_events=settings.client_buffer_events)
         metrics = Metrics()
-        listener = Listener(settings.database_url, ping_seconds=settings.listener_ping_seconds)
+        source = make_source(settings, store)
         tail = LogTail(
-            store, metrics.instrument(hub.publish), hub.has_clients, safety_seconds=settings.listener_ping_seconds
+            store,
+            metrics.instrument(hub.publish),
+            hub.has_clients,
+            safety_seconds=settings.listener_ping_seconds,
+            interest=source.interest,
         )
-        listener.subscribe(tail)
+        source.subscribe(tail)
 
         async def read_snapshot(organization_id: str, filters: Filters) -> Snapshot:
             return await store.snapshot(
@@ -117,10 +138,10 @@ class Runtime:
             )
 
         snapshots = SnapshotCache(read_snapshot)
-        return cls(settings, pool, store, hub, listener, tail, snapshots, Authenticator(settings), metrics)
+        return cls(settings, pool, store, hub, source, tail, snapshots, Authenticator(settings), metrics)
 
     def __post_init__(self) -> None:
-        self.metrics.watch(self.hub, self.listener, self.tail, self.snapshots)
+        self.metrics.watch(self.hub, self.source, self.tail, self.snapshots)
 
     def start_task(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         """A named background task; if it dies, it is logged and /readyz fails."""
@@ -156,7 +177,8 @@ class Runtime:
         await self.pool.open()
         if self.store.tail_pool is not self.pool:
             await self.store.tail_pool.open()
-        self.start_task("listener", self.listener.run)
+        for name, task in self.source.tasks().items():
+            self.start_task(name, task)
         self.start_task("log-tail", self.tail.run)
         self.start_task("heartbeat", self.heartbeat)
         if self.settings.retention_days:
@@ -164,7 +186,7 @@ class Runtime:
         self.start_slack()
 
     def start_slack(self) -> None:
-        """The Slack consumer, woken by the one LISTEN connection (see slack_consumer.py)."""
+        """The Slack consumer, woken by the process's source of notifications (see slack_consumer.py)."""
         settings = self.settings
         if not settings.slack_enabled:
             if settings.slack_bot_token or settings.slack_channel:
@@ -174,7 +196,7 @@ class Runtime:
 
         self.slack = SlackConsumer.from_settings(settings, service=self.slack_service)
         self.metrics.registry.register(SlackCollector(self.slack))
-        self.listener.subscribe(self.slack)
+        self.source.subscribe_all(self.slack, queue="pgactivity-slack")
         self.start_task("slack", self.slack.run)
 
     async def stop(self) -> None:

