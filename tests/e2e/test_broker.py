@@ -212,6 +212,34 @@ def test_a_client_moves_to_another_process_with_last_event_id(
     assert_exactly(client.seqs() + moved.seqs(), 1, final)
 
 
+def test_processes_on_different_nodes_of_a_nats_cluster_get_every_event_once(
+    server_factory: ServerFactory, nats_cluster: list[NatsServer]
+) -> None:
+    """As compose.yaml runs it: each process lists every node and talks to one of them; here each is
+    given another node first (and the relay's node is stopped halfway), so the events cross routes."""
+    urls = [node.url for node in nats_cluster]
+    servers = [
+        server_factory(env={"PGACTIVITY_NATS_URL": ",".join(urls[i:] + urls[:i])}) for i in range(len(nats_cluster))
+    ]
+    relay = the_relay(servers)
+    clients = list(clients_on(servers))
+    try:
+        for _, client in clients:
+            client.wait_for(lambda c: len(c.snapshots()) == 1)
+        for org in ORGS:
+            Writer(relay.db_url, org, total=20).start().join()
+        wait_all(clients, relay.db_url)
+        nats_cluster[0].stop()  # the processes on it move to the other nodes
+        for org in ORGS:
+            Writer(relay.db_url, org, total=20).start().join()
+        final = wait_all(clients, relay.db_url)
+    finally:
+        for _, client in clients:
+            client.stop()
+    for org, client in clients:
+        assert_exactly(client.seqs(), 1, final[org])
+
+
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack().start()

@@ -82,7 +82,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_migrations_once_before_two_replicas_behind_nginx() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "migrate", "pgactivity", "nginx"}
+    assert set(services) == {"postgres", "migrate", "pgactivity", "nginx", "nats-1", "nats-2", "nats-3"}
     assert re.fullmatch(r"postgres:1[67](\b.*)?", services["postgres"]["image"])
     assert "healthcheck" in services["postgres"]
 
@@ -94,7 +94,7 @@ def test_compose_runs_migrations_once_before_two_replicas_behind_nginx() -> None
     app = services["pgactivity"]
     assert app["image"] == migrate["image"]
     assert app["deploy"]["replicas"] == 2
-    assert app["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
+    assert app["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert app["command"][:3] == ["serve", "--host", "0.0.0.0"]
     assert app["environment"]["DATABASE_URL"] == migrate["environment"]["DATABASE_URL"]
     assert "PGACTIVITY_JWT_SECRET" in app["environment"]
@@ -103,6 +103,24 @@ def test_compose_runs_migrations_once_before_two_replicas_behind_nginx() -> None
     nginx = services["nginx"]
     assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
     assert nginx["depends_on"] == {"pgactivity": {"condition": "service_healthy"}}
+
+
+def test_compose_replicas_use_a_three_node_nats_cluster() -> None:
+    services = compose()["services"]
+    nodes = {name: services[name] for name in ("nats-1", "nats-2", "nats-3")}
+    for name, node in nodes.items():
+        args = node["command"]
+        assert node["image"].startswith("nats:2.")
+        assert args[args.index("--cluster_name") + 1] == "pgactivity"
+        assert args[args.index("--cluster") + 1] == "nats://0.0.0.0:6222"
+        routes = set(args[args.index("--routes") + 1].split(","))
+        assert routes == {f"nats://{other}:6222" for other in nodes if other != name}  # each node knows the others
+        assert "healthcheck" in node
+    app = services["pgactivity"]
+    urls = app["environment"]["PGACTIVITY_NATS_URL"].split(",")
+    assert sorted(urls) == [f"nats://{name}:4222" for name in sorted(nodes)]
+    for name in nodes:
+        assert app["depends_on"][name] == {"condition": "service_healthy"}
 
 
 def test_compose_sets_only_settings_that_exist() -> None:
