@@ -25,9 +25,20 @@
 --    the progress/complete/fail functions update the row once instead of
 --    locking it first.
 -- 4. The event log loses its created_at index (one index write per event):
---    retention walks each organization's log by seq instead.
+--    retention walks each organization's log by seq instead; the trigram
+--    index of search covers finished activities only (see below).
 
 DROP INDEX agent_activity_events_created_idx;
+
+-- The trigram index of search (q) holds finished activities only: a start no
+-- longer writes it (it was a third of the start's WAL), nor does a progress
+-- update, which changes the message of a running activity each time. Search
+-- finds running activities, which are few, through the status index
+-- (search.py). Rebuilding it takes a while on a large table.
+DROP INDEX agent_activities_search_trgm_idx;
+CREATE INDEX agent_activities_search_trgm_idx
+    ON agent_activities USING gin ((coalesce(agent_name, '') || ' ' || coalesce(message, '')) gin_trgm_ops)
+    WHERE status <> 'running';
 
 CREATE OR REPLACE FUNCTION agent_activities_emit_event() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -435,3 +446,7 @@ END;
 $$;
 
 CREATE INDEX agent_activity_events_created_idx ON agent_activity_events (created_at);
+
+DROP INDEX agent_activities_search_trgm_idx;
+CREATE INDEX agent_activities_search_trgm_idx
+    ON agent_activities USING gin ((coalesce(agent_name, '') || ' ' || coalesce(message, '')) gin_trgm_ops);

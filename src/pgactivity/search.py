@@ -64,6 +64,16 @@ LIMIT %(limit)s
 """
 )
 
+_FINISHED = sql.SQL("a.status <> 'running'")
+_RUNNING = sql.SQL("a.status = 'running'")
+_SEARCH_TEXT = sql.SQL(
+    """
+SELECT * FROM (({finished}) UNION ALL ({running})) AS page
+ORDER BY 1 DESC, 2 DESC
+LIMIT %(limit)s
+"""
+)
+
 SQL_ACTIVITY = """
 SELECT agent_activity_json(a)::text
 FROM agent_activities AS a
@@ -185,8 +195,20 @@ class ActivityQuery:
             params["cursor_at"] = self.cursor.created_at
             params["cursor_id"] = self.cursor.id
             used.append(_FILTERS["cursor"])
-        filters = sql.SQL("").join(sql.Composed([sql.SQL("\n  AND "), f]) for f in used)
-        return _SEARCH.format(filters=filters), params
+
+        def where(*extra: sql.SQL) -> sql.Composed:
+            return sql.SQL("").join(sql.Composed([sql.SQL("\n  AND "), f]) for f in (*used, *extra))
+
+        if self.text is None or self.status == "running":
+            return _SEARCH.format(filters=where()), params
+        if self.status is not None:  # completed or failed: the trigram index covers them
+            return _SEARCH.format(filters=where(_FINISHED)), params
+        # The trigram index holds finished activities only (running ones change their message at
+        # every progress update, and are few): those through it, the running ones through the
+        # status index, newest first from both.
+        return _SEARCH_TEXT.format(
+            finished=_SEARCH.format(filters=where(_FINISHED)), running=_SEARCH.format(filters=where(_RUNNING))
+        ), params
 
 
 def like_escape(text: str) -> str:
