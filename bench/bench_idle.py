@@ -47,7 +47,8 @@ def run(ctx: Context, keys: set[str]) -> list[Row]:
     def cell(kind: str) -> str:
         kb = " / ".join(f"{by[(kind, n)]['kb_per_connection']:.0f}" for n in counts)
         after = ", ".join(f"{by[(kind, n)]['after_vs_start_pct']:+.0f} %" for n in counts)
-        return f"{kb} KB; after they leave: {after} of start"
+        got = by[(kind, counts[0])]["kb_received_each"]
+        return f"{kb} KB ({got:.0f} KB received each); after they leave: {after} of start"
 
     worst_kb = max(by[(PGACTIVITY, n)]["kb_per_connection"] for n in counts)
     worst_after = max(by[(PGACTIVITY, n)]["after_vs_start_pct"] for n in counts)

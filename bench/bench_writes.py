@@ -78,7 +78,7 @@ ROW_SETUPS = {"g": ("start", "insert"), "h": ("start", "copy"), "i": ("progress"
 
 
 def run(ctx: Context, keys: set[str]) -> list[Row]:
-    seconds, rounds = (3.0, 1) if ctx.quick else (3.0, 5)
+    seconds, rounds = (3.0, 1) if ctx.quick else (3.0, 7)
     setups = sorted({s for k in keys for s in ROW_SETUPS[k]}, key=list(SCRIPTS).index)
     conns = {s: (1, 4) if s in ("progress", "update") else (1, 4, 16) for s in setups}
     if "i" in keys and not keys & {"g", "h"}:

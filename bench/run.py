@@ -1,6 +1,6 @@
 """Issue 12's table, measured in one run: pgactivity and the typical app side by side.
 
-    python bench/run.py                     # every row, about 30 minutes
+    python bench/run.py                     # every row, about 22 minutes
     python bench/run.py --quick             # every row, shorter, about 8 minutes
     python bench/run.py --only latency,writes --json /tmp/bench.json
 
