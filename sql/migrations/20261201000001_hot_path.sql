@@ -30,15 +30,26 @@
 
 DROP INDEX agent_activity_events_created_idx;
 
--- The trigram index of search (q) holds finished activities only: a start no
+-- The trigram index of search holds finished activities only: a start no
 -- longer writes it (it was a third of the start's WAL), nor does a progress
 -- update, which changes the message of a running activity each time. Search
 -- finds running activities, which are few, through the status index
--- (search.py). Rebuilding it takes a while on a large table.
+-- (search.py). The category joins the name and the message, so that the
+-- category filter has an index for its rare values too (q still matches the
+-- name and the message only). Rebuilding it takes a while on
+-- a large table.
 DROP INDEX agent_activities_search_trgm_idx;
 CREATE INDEX agent_activities_search_trgm_idx
-    ON agent_activities USING gin ((coalesce(agent_name, '') || ' ' || coalesce(message, '')) gin_trgm_ops)
+    ON agent_activities USING gin (
+        (coalesce(agent_name, '') || ' ' || coalesce(message, '') || ' ' || coalesce(category, '')) gin_trgm_ops)
     WHERE status <> 'running';
+
+-- agentName: a name a nightly job uses a hundred times among 200k rows was a
+-- walk of the whole organization (110-140 ms); names share trigrams
+-- (executor-1, executor-2 ...), so the trigram index is no help for them.
+CREATE INDEX agent_activities_org_name_created_idx
+    ON agent_activities (organization_id, agent_name, created_at DESC, id DESC)
+    WHERE agent_name IS NOT NULL;
 
 CREATE OR REPLACE FUNCTION agent_activities_emit_event() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -273,11 +284,13 @@ $$;
 -- An activity for a snapshot or a search page that must stay small: each of
 -- its large fields (inputData, outputData, metadata, message, error) whose
 -- stored size passes max_field_bytes is null and named in "truncated"
--- (absent when nothing was cut). GET /api/activities/{id} has the whole row.
+-- (absent when nothing was cut); with nothing to cut it is agent_activity_json
+-- exactly. GET /api/activities/{id} has the whole row. One expression, so
+-- that PostgreSQL inlines it into the query.
 CREATE FUNCTION agent_activity_json_slim(a agent_activities, max_field_bytes integer)
 RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN cut.names = '{}' THEN agent_activity_json($1) ELSE jsonb_build_object(
+    SELECT jsonb_build_object(
         'id', $1.id,
         'organizationId', $1.organization_id,
         'sessionId', $1.session_id,
@@ -286,24 +299,23 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         'category', $1.category,
         'status', $1.status,
         'progress', $1.progress,
-        'message', CASE WHEN 'message' = ANY (cut.names) THEN NULL ELSE $1.message END,
-        'inputData', CASE WHEN 'inputData' = ANY (cut.names) THEN NULL ELSE $1.input_data END,
-        'outputData', CASE WHEN 'outputData' = ANY (cut.names) THEN NULL ELSE $1.output_data END,
-        'error', CASE WHEN 'error' = ANY (cut.names) THEN NULL ELSE $1.error END,
-        'metadata', CASE WHEN 'metadata' = ANY (cut.names) THEN NULL ELSE $1.metadata END,
+        'message', CASE WHEN pg_column_size($1.message) > $2 THEN NULL ELSE $1.message END,
+        'inputData', CASE WHEN pg_column_size($1.input_data) > $2 THEN NULL ELSE $1.input_data END,
+        'outputData', CASE WHEN pg_column_size($1.output_data) > $2 THEN NULL ELSE $1.output_data END,
+        'error', CASE WHEN pg_column_size($1.error) > $2 THEN NULL ELSE $1.error END,
+        'metadata', CASE WHEN pg_column_size($1.metadata) > $2 THEN NULL ELSE $1.metadata END,
         'createdAt', agent_activity_iso($1.created_at),
         'updatedAt', agent_activity_iso($1.updated_at),
-        'completedAt', agent_activity_iso($1.completed_at),
-        'truncated', to_jsonb(cut.names)) END
-    FROM (SELECT ARRAY(
-        SELECT f.name
-        FROM (VALUES (1, 'inputData', pg_column_size($1.input_data)),
-                     (2, 'outputData', pg_column_size($1.output_data)),
-                     (3, 'metadata', pg_column_size($1.metadata)),
-                     (4, 'message', pg_column_size($1.message)),
-                     (5, 'error', pg_column_size($1.error))) AS f (n, name, size)
-        WHERE f.size > $2
-        ORDER BY f.n) AS names) AS cut
+        'completedAt', agent_activity_iso($1.completed_at))
+    || CASE WHEN greatest(pg_column_size($1.input_data), pg_column_size($1.output_data), pg_column_size($1.metadata),
+                          pg_column_size($1.message), pg_column_size($1.error)) > $2
+       THEN jsonb_build_object('truncated', to_jsonb(array_remove(ARRAY[
+           CASE WHEN pg_column_size($1.input_data) > $2 THEN 'inputData' END,
+           CASE WHEN pg_column_size($1.output_data) > $2 THEN 'outputData' END,
+           CASE WHEN pg_column_size($1.metadata) > $2 THEN 'metadata' END,
+           CASE WHEN pg_column_size($1.message) > $2 THEN 'message' END,
+           CASE WHEN pg_column_size($1.error) > $2 THEN 'error' END], NULL)))
+       ELSE '{}'::jsonb END
 $$;
 
 -- migrate:down
@@ -447,6 +459,7 @@ $$;
 
 CREATE INDEX agent_activity_events_created_idx ON agent_activity_events (created_at);
 
+DROP INDEX agent_activities_org_name_created_idx;
 DROP INDEX agent_activities_search_trgm_idx;
 CREATE INDEX agent_activities_search_trgm_idx
     ON agent_activities USING gin ((coalesce(agent_name, '') || ' ' || coalesce(message, '')) gin_trgm_ops);

@@ -16,6 +16,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
@@ -28,9 +29,12 @@ MAX_LIMIT = 200
 DEFAULT_EVENTS_LIMIT = 200
 MAX_EVENTS_LIMIT = 1000
 
-# The text search expression; the same one is indexed with gin_trgm_ops
-# (migration 20261129000004), so ILIKE on it can use the trigram index.
+# What q matches: the agent name and the message.
 _TEXT = "(coalesce(a.agent_name, '') || ' ' || coalesce(a.message, ''))"
+# The trigram index's expression (migration 20261201000001: finished activities only). It
+# holds the category too, so that q and category each imply an ILIKE on it that the index
+# serves (a necessary condition, checked exactly by the filter beside it).
+_INDEXED = "(coalesce(a.agent_name, '') || ' ' || coalesce(a.message, '') || ' ' || coalesce(a.category, ''))"
 
 _FILTERS: dict[str, sql.SQL] = {
     "status": sql.SQL("a.status = %(status)s"),
@@ -43,19 +47,27 @@ _FILTERS: dict[str, sql.SQL] = {
     "text": sql.SQL(_TEXT + " ILIKE %(text)s"),
     "cursor": sql.SQL("(a.created_at, a.id) < (%(cursor_at)s, %(cursor_id)s)"),
 }
+# Filters the btree indexes serve (organization_id first, then the created_at order).
+_RANGE = ("since", "until", "cursor")
+# Filters no btree serves: a common value is found walking the newest rows, a rare one
+# through the trigram index (see search()).
+_TEXTUAL = {"text": "text", "category": "category_like"}
 
 # Each item in its slim form, with the size of its whole JSON when something was cut (NULL
 # when a field alone is over the budget), as in store.SQL_SNAPSHOT: a page keeps to the
 # snapshot's byte budget by the same rule (store.fit). created_at, for the cursor, is kept
 # within Python's datetime: rows from before migration 20261201000002 may hold 'infinity'.
-_SEARCH = sql.SQL(
-    """
-SELECT least(greatest(a.created_at, '0001-01-01Z'), '9999-12-31Z'), a.id, s.slim::text,
+_COLUMNS = sql.SQL(
+    """least(greatest(a.created_at, '0001-01-01Z'), '9999-12-31Z'), a.id, s.slim::text,
        CASE WHEN s.slim ? 'truncated' THEN
            CASE WHEN greatest(pg_column_size(a.input_data), pg_column_size(a.output_data),
                               pg_column_size(a.metadata), pg_column_size(a.message),
                               pg_column_size(a.error)) <= %(budget)s
-                THEN octet_length(agent_activity_json(a)::text) END END
+                THEN octet_length(agent_activity_json(a)::text) END END"""
+)
+_SEARCH = sql.SQL(
+    """
+SELECT {columns}
 FROM agent_activities AS a
 CROSS JOIN LATERAL (SELECT agent_activity_json_slim(a, %(field_bytes)s) AS slim) AS s
 WHERE a.organization_id = %(org)s{filters}
@@ -63,16 +75,43 @@ ORDER BY a.created_at DESC, a.id DESC
 LIMIT %(limit)s
 """
 )
-
+# The newest `window` rows (after the cursor, within since/until), then the other filters.
+_WALK = sql.SQL(
+    """
+SELECT {columns}
+FROM (
+    SELECT a.* FROM agent_activities AS a
+    WHERE a.organization_id = %(org)s{range}
+    ORDER BY a.created_at DESC, a.id DESC
+    LIMIT %(window)s
+) AS a
+CROSS JOIN LATERAL (SELECT agent_activity_json_slim(a, %(field_bytes)s) AS slim) AS s
+WHERE true{filters}
+ORDER BY a.created_at DESC, a.id DESC
+LIMIT %(limit)s
+"""
+)
+_WINDOW_ROWS = sql.SQL(
+    """
+SELECT count(*) FROM (
+    SELECT FROM agent_activities AS a
+    WHERE a.organization_id = %(org)s{range}
+    ORDER BY a.created_at DESC, a.id DESC
+    LIMIT %(window)s
+) AS w
+"""
+)
 _FINISHED = sql.SQL("a.status <> 'running'")
 _RUNNING = sql.SQL("a.status = 'running'")
-_SEARCH_TEXT = sql.SQL(
+_UNION = sql.SQL(
     """
 SELECT * FROM (({finished}) UNION ALL ({running})) AS page
 ORDER BY 1 DESC, 2 DESC
 LIMIT %(limit)s
 """
 )
+# How many of the newest rows the walk looks at before the trigram index takes over.
+WALK_WINDOW = 3000
 
 SQL_ACTIVITY = """
 SELECT agent_activity_json(a)::text
@@ -174,41 +213,63 @@ class ActivityQuery:
     limit: int = DEFAULT_LIMIT
     cursor: ActivityCursor | None = None
 
-    def statement(self, budget: int = SNAPSHOT_BYTES) -> tuple[sql.Composed, dict[str, object]]:
-        """The SQL (fixed fragments for the filters in use) and its parameters; fetches limit + 1."""
+    def _params(self, budget: int) -> tuple[dict[str, object], list[str]]:
         params: dict[str, object] = {
             "org": self.organization_id,
             "limit": self.limit + 1,
             "budget": budget,
             "field_bytes": SLIM_FIELD_BYTES,
+            "window": WALK_WINDOW,
         }
-        used: list[sql.SQL] = []
+        used: list[str] = []
         for name in ("status", "agent_type", "agent_name", "session_id", "category", "since", "until"):
             value = getattr(self, name)
             if value is not None:
                 params[name] = value
-                used.append(_FILTERS[name])
+                used.append(name)
+        if self.category is not None:
+            params["category_like"] = "% " + like_escape(self.category)
         if self.text is not None:
             params["text"] = "%" + like_escape(self.text) + "%"
-            used.append(_FILTERS["text"])
+            used.append("text")
         if self.cursor is not None:
             params["cursor_at"] = self.cursor.created_at
             params["cursor_id"] = self.cursor.id
-            used.append(_FILTERS["cursor"])
+            used.append("cursor")
+        return params, used
 
-        def where(*extra: sql.SQL) -> sql.Composed:
-            return sql.SQL("").join(sql.Composed([sql.SQL("\n  AND "), f]) for f in (*used, *extra))
+    @property
+    def textual(self) -> bool:
+        """A filter no btree serves (q, category): search() walks the newest rows first."""
+        return self.text is not None or self.category is not None
 
-        if self.text is None or self.status == "running":
-            return _SEARCH.format(filters=where()), params
-        if self.status is not None:  # completed or failed: the trigram index covers them
-            return _SEARCH.format(filters=where(_FINISHED)), params
-        # The trigram index holds finished activities only (running ones change their message at
-        # every progress update, and are few): those through it, the running ones through the
-        # status index, newest first from both.
-        return _SEARCH_TEXT.format(
-            finished=_SEARCH.format(filters=where(_FINISHED)), running=_SEARCH.format(filters=where(_RUNNING))
-        ), params
+    def statement(self, budget: int = SNAPSHOT_BYTES) -> tuple[sql.Composed, dict[str, object]]:
+        """The query through the indexes (fixed fragments for the filters in use) and its
+        parameters; fetches limit + 1."""
+        params, used = self._params(budget)
+        filters = [_FILTERS[name] for name in used]
+        hints = [sql.SQL(_INDEXED + f" ILIKE %({_TEXTUAL[name]})s") for name in _TEXTUAL if name in used]
+        if not hints or self.status == "running":
+            return _SEARCH.format(columns=_COLUMNS, filters=_and(filters)), params
+        if self.status is not None:  # completed or failed: the trigram index holds them
+            return _SEARCH.format(columns=_COLUMNS, filters=_and([*filters, _FINISHED, *hints])), params
+        # The trigram index holds finished activities only (a running one changes its message at
+        # every progress update, and they are few): those through it, the running ones through
+        # the status index, newest first from both.
+        finished = _SEARCH.format(columns=_COLUMNS, filters=_and([*filters, _FINISHED, *hints]))
+        running = _SEARCH.format(columns=_COLUMNS, filters=_and([*filters, _RUNNING]))
+        return _UNION.format(finished=finished, running=running), params
+
+    def walk_statement(self, budget: int = SNAPSHOT_BYTES) -> tuple[sql.Composed, sql.Composed, dict[str, object]]:
+        """The walk over the newest WALK_WINDOW rows, and the count of those rows."""
+        params, used = self._params(budget)
+        ranges = _and([_FILTERS[name] for name in used if name in _RANGE])
+        others = _and([_FILTERS[name] for name in used if name not in _RANGE])
+        return _WALK.format(columns=_COLUMNS, range=ranges, filters=others), _WINDOW_ROWS.format(range=ranges), params
+
+
+def _and(conditions: list[sql.SQL]) -> sql.Composed:
+    return sql.Composed([sql.Composed([sql.SQL("\n  AND "), c]) for c in conditions])
 
 
 def like_escape(text: str) -> str:
@@ -234,14 +295,29 @@ class Page:
 
 
 async def search(pool: AsyncConnectionPool, query: ActivityQuery, *, budget: int = SNAPSHOT_BYTES) -> Page:
-    """A page of activities; within about `budget` bytes (large fields cut past it, see store.fit)."""
-    statement, params = query.statement(budget)
+    """A page of activities; within about `budget` bytes (large fields cut past it, see store.fit).
+
+    Never a prepared statement: the best plan depends on the values, and after five runs
+    PostgreSQL may settle on one generic plan for all of them (a common word then took 1.6 s
+    through the trigram index). With q or category, whose values' frequencies the
+    planner cannot tell, the newest WALK_WINDOW rows are looked at first: a common value
+    fills the page there in a few milliseconds, and only a rarer one goes to the trigram
+    index, where it is cheap."""
     async with pool.connection() as conn:
-        # Never a prepared statement: the best plan depends on the values (a common word walks
-        # the created_at index and stops at the limit, a rare one takes the trigram index), and
-        # after five runs PostgreSQL may settle on one generic plan for all of them.
-        cur = await conn.execute(statement, params, prepare=False)
-        rows = await cur.fetchall()
+        rows: list[tuple[Any, ...]] | None = None
+        if query.textual:
+            walk, window, params = query.walk_statement(budget)
+            cur = await conn.execute(walk, params, prepare=False)
+            rows = await cur.fetchall()
+            if len(rows) <= query.limit:
+                cur = await conn.execute(window, params, prepare=False)
+                seen = await cur.fetchone()
+                if not seen or seen[0] >= WALK_WINDOW:
+                    rows = None  # the page is not full within the window: ask the indexes
+        if rows is None:
+            statement, params = query.statement(budget)
+            cur = await conn.execute(statement, params, prepare=False)
+            rows = await cur.fetchall()
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         items = await fit(conn, [(r[1], r[2], r[3]) for r in rows], budget)

@@ -24,17 +24,17 @@ ORGS = 20
 PER_ORG = 1000
 ORG = "org-7"
 
-# 20 000 activities, 15 000 of them in ORG and the rest over 19 others: 2 % running, agent types of very different
-# frequency, one session in 50, the word "needle" in a few messages.
+# 20 000 activities, 15 000 of them in ORG and the rest over 19 others: 2 % running, agent types, names and
+# categories of very different frequency, one session in 50, the word "needle" in a few messages.
 SEED = f"""
 ALTER TABLE agent_activities DISABLE TRIGGER agent_activities_emit_event;
 INSERT INTO agent_activities (organization_id, agent_type, agent_name, session_id, category, status, message,
                               created_at, completed_at)
 SELECT CASE WHEN i % 4 = 0 THEN 'org-' || (i % {ORGS}) ELSE '{ORG}' END,
        CASE WHEN i % 97 = 0 THEN 'rare-type' ELSE (ARRAY['executor', 'planner'])[1 + i % 2] END,
-       'agent-' || (i % 13),
+       CASE WHEN i % 89 = 0 THEN 'rare-name' ELSE 'agent-' || (i % 13) END,
        'ses-' || (i % 50),
-       (ARRAY['ultrabrain', 'quick', 'visual'])[1 + i % 3],
+       CASE WHEN i % 83 = 0 THEN 'rare-category' ELSE (ARRAY['ultrabrain', 'quick', 'visual'])[1 + i % 3] END,
        CASE WHEN i % 50 = 0 THEN 'running' WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END,
        CASE WHEN i % 499 = 0 THEN 'found the needle' ELSE 'step ' || i || ' of the long haul' END,
        timestamptz '2026-01-01' + i * interval '1 minute',
@@ -112,7 +112,9 @@ CASES: list[tuple[dict[str, Any], str]] = [
     ({"status": "running"}, "agent_activities_org_status_created_idx"),
     ({"agent_type": "rare-type"}, "agent_activities_org_type_created_idx"),
     ({"session_id": "ses-7"}, "agent_activities_org_session_idx"),
+    ({"agent_name": "rare-name"}, "agent_activities_org_name_created_idx"),
     ({"text": "needle"}, "agent_activities_search_trgm_idx"),
+    ({"category": "rare-category"}, "agent_activities_search_trgm_idx"),
 ]
 
 
@@ -121,6 +123,18 @@ def test_search_uses_an_index(big_db: str, filters: dict[str, Any], index: str) 
     plan = search_plan(big_db, **filters)
     assert index in indexes_used(plan), json.dumps(plan, indent=1)
     assert "agent_activities" not in seq_scanned(plan)
+
+
+@pytest.mark.parametrize(
+    "filters", [{"text": "needle"}, {"category": "quick", "since": datetime(2026, 1, 2, tzinfo=UTC)}]
+)
+def test_the_walk_for_common_values_reads_the_newest_rows_by_index(big_db: str, filters: dict[str, Any]) -> None:
+    """q and category look at the newest rows first (search.search): one index range, never the table."""
+    walk, window, params = search.ActivityQuery(organization_id=ORG, **filters).walk_statement()
+    for statement in (walk, window):
+        plan = explain(big_db, statement, params)
+        assert "agent_activities_org_created_idx" in indexes_used(plan), json.dumps(plan, indent=1)
+        assert "agent_activities" not in seq_scanned(plan)
 
 
 def test_detail_events_and_purge_use_indexes(big_db: str) -> None:
