@@ -281,12 +281,20 @@ BEGIN
 END;
 $$;
 
+-- A field too large for a snapshot that must stay small: stored in more than
+-- max_field_bytes, or compressed (PostgreSQL compresses only values of about
+-- 2 kB and more, and a value that compresses well is small on disk and large
+-- on the wire). Neither test reads the value itself.
+CREATE FUNCTION agent_activity_large(value anyelement, max_field_bytes integer) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(pg_column_size($1) > $2 OR pg_column_compression($1) IS NOT NULL, false)
+$$;
+
 -- An activity for a snapshot or a search page that must stay small: each of
--- its large fields (inputData, outputData, metadata, message, error) whose
--- stored size passes max_field_bytes is null and named in "truncated"
--- (absent when nothing was cut); with nothing to cut it is agent_activity_json
--- exactly. GET /api/activities/{id} has the whole row. One expression, so
--- that PostgreSQL inlines it into the query.
+-- its large fields (inputData, outputData, metadata, message, error) is null
+-- and named in "truncated" (absent when nothing was cut); with nothing to cut
+-- it is agent_activity_json exactly. GET /api/activities/{id} has the whole
+-- row. One expression, so that PostgreSQL inlines it into the query.
 CREATE FUNCTION agent_activity_json_slim(a agent_activities, max_field_bytes integer)
 RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -299,28 +307,30 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
         'category', $1.category,
         'status', $1.status,
         'progress', $1.progress,
-        'message', CASE WHEN pg_column_size($1.message) > $2 THEN NULL ELSE $1.message END,
-        'inputData', CASE WHEN pg_column_size($1.input_data) > $2 THEN NULL ELSE $1.input_data END,
-        'outputData', CASE WHEN pg_column_size($1.output_data) > $2 THEN NULL ELSE $1.output_data END,
-        'error', CASE WHEN pg_column_size($1.error) > $2 THEN NULL ELSE $1.error END,
-        'metadata', CASE WHEN pg_column_size($1.metadata) > $2 THEN NULL ELSE $1.metadata END,
+        'message', CASE WHEN agent_activity_large($1.message, $2) THEN NULL ELSE $1.message END,
+        'inputData', CASE WHEN agent_activity_large($1.input_data, $2) THEN NULL ELSE $1.input_data END,
+        'outputData', CASE WHEN agent_activity_large($1.output_data, $2) THEN NULL ELSE $1.output_data END,
+        'error', CASE WHEN agent_activity_large($1.error, $2) THEN NULL ELSE $1.error END,
+        'metadata', CASE WHEN agent_activity_large($1.metadata, $2) THEN NULL ELSE $1.metadata END,
         'createdAt', agent_activity_iso($1.created_at),
         'updatedAt', agent_activity_iso($1.updated_at),
         'completedAt', agent_activity_iso($1.completed_at))
-    || CASE WHEN greatest(pg_column_size($1.input_data), pg_column_size($1.output_data), pg_column_size($1.metadata),
-                          pg_column_size($1.message), pg_column_size($1.error)) > $2
+    || CASE WHEN agent_activity_large($1.input_data, $2) OR agent_activity_large($1.output_data, $2)
+              OR agent_activity_large($1.metadata, $2) OR agent_activity_large($1.message, $2)
+              OR agent_activity_large($1.error, $2)
        THEN jsonb_build_object('truncated', to_jsonb(array_remove(ARRAY[
-           CASE WHEN pg_column_size($1.input_data) > $2 THEN 'inputData' END,
-           CASE WHEN pg_column_size($1.output_data) > $2 THEN 'outputData' END,
-           CASE WHEN pg_column_size($1.metadata) > $2 THEN 'metadata' END,
-           CASE WHEN pg_column_size($1.message) > $2 THEN 'message' END,
-           CASE WHEN pg_column_size($1.error) > $2 THEN 'error' END], NULL)))
+           CASE WHEN agent_activity_large($1.input_data, $2) THEN 'inputData' END,
+           CASE WHEN agent_activity_large($1.output_data, $2) THEN 'outputData' END,
+           CASE WHEN agent_activity_large($1.metadata, $2) THEN 'metadata' END,
+           CASE WHEN agent_activity_large($1.message, $2) THEN 'message' END,
+           CASE WHEN agent_activity_large($1.error, $2) THEN 'error' END], NULL)))
        ELSE '{}'::jsonb END
 $$;
 
 -- migrate:down
 
 DROP FUNCTION agent_activity_json_slim(agent_activities, integer);
+DROP FUNCTION agent_activity_large(anyelement, integer);
 DROP TRIGGER agent_activity_counters_settle ON agent_activity_counters;
 DROP FUNCTION agent_activity_counters_settle();
 

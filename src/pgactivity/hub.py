@@ -147,6 +147,7 @@ class Hub:
         self.max_events = max_events
         self._clients: dict[str, set[Subscription]] = {}
         self._last_seq: dict[str, int] = {}  # per organization with clients: the last seq handed out
+        self.streams = 0  # subscriptions, all organizations
         self.stats = HubStats()
         self.closing = False
 
@@ -157,12 +158,14 @@ class Hub:
             sub.close(CLOSED_SHUTDOWN)
             return sub
         self._clients.setdefault(organization_id, set()).add(sub)
+        self.streams += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         clients = self._clients.get(sub.organization_id)
-        if clients is not None:
+        if clients is not None and sub in clients:
             clients.discard(sub)
+            self.streams -= 1
             if not clients:
                 del self._clients[sub.organization_id]
                 self._last_seq.pop(sub.organization_id, None)
@@ -220,3 +223,4 @@ class Hub:
                 sub.close(reason)
         self._clients.clear()
         self._last_seq.clear()
+        self.streams = 0

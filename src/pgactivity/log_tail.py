@@ -63,6 +63,7 @@ class LogTail:
         has_clients: Callable[[str], bool],
         *,
         safety_seconds: float = 5.0,
+        batch_seconds: float = 0.002,
         sleep: Sleep = asyncio.sleep,
         interest: Interest | None = None,
     ) -> None:
@@ -71,6 +72,7 @@ class LogTail:
         self.publish = publish
         self.has_clients = has_clients
         self.safety_seconds = safety_seconds
+        self.batch_seconds = batch_seconds
         self._sleep = sleep
         self.cursors: dict[str, int] = {}
         self.inline = 0  # events handed on from their notification
@@ -78,6 +80,9 @@ class LogTail:
         self._dirty: set[str] = set()
         self._reading: set[str] = set()
         self._held: dict[str, dict[int, LogEvent]] = {}  # inline events past a gap, by seq
+        self._ready: list[LogEvent] = []  # handed on at the next flush (_emit)
+        self._flush_scheduled = False
+        self._last_flush = float("-inf")
         self._wake = asyncio.Event()
         self._follow_lock = asyncio.Lock()
 
@@ -114,7 +119,7 @@ class LogTail:
             if note.seq == cursor + 1:
                 self.cursors[org] = cursor + 1
                 self.inline += 1
-                self.publish([note.event])
+                self._emit([note.event])
                 self._drain(org)
                 return
             # Past a gap (an event that is being read, or was missed): keep it for when the gap is
@@ -125,6 +130,30 @@ class LogTail:
             if org in self._reading:
                 return
         self._mark((org,))
+
+    def _emit(self, events: list[LogEvent]) -> None:
+        """Hand events on in cursor order: at once when the last hand-over is `batch_seconds`
+        old, else together with whatever else comes until then. A quiet stream pays no delay;
+        under load each client gets one write per batch instead of one per event (a write per
+        event per client is what saturates a server first: 1000 clients at 1000 events/s are a
+        million writes a second)."""
+        self._ready.extend(events)
+        if self._flush_scheduled:
+            return
+        self._flush_scheduled = True
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + self.batch_seconds - loop.time()
+        if wait > 0:
+            loop.call_later(wait, self._flush)
+        else:
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._last_flush = asyncio.get_running_loop().time()
+        ready, self._ready = self._ready, []
+        if ready:
+            self.publish(ready)
 
     def _drain(self, org: str) -> None:
         """Hand on the held events that follow the cursor now."""
@@ -143,7 +172,7 @@ class LogTail:
         if ready:
             self.cursors[org] = cursor
             self.inline += len(ready)
-            self.publish(ready)
+            self._emit(ready)
 
     def on_resync(self) -> None:
         self._mark(self.cursors)
@@ -196,7 +225,7 @@ class LogTail:
                     self.cursors[event.organization_id] = event.seq
                     fresh.append(event)
             if fresh:
-                self.publish(fresh)
+                self._emit(fresh)
             for org in todo:
                 if org in self.cursors:
                     self._drain(org)

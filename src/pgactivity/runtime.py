@@ -19,6 +19,7 @@ from pgactivity.events import Filters
 from pgactivity.hub import Hub
 from pgactivity.listener import Listener
 from pgactivity.log_tail import LogTail
+from pgactivity.memory import Trimmer
 from pgactivity.metrics import Metrics
 from pgactivity.settings import Settings
 from pgactivity.snapshots import SnapshotCache
@@ -88,6 +89,7 @@ class Runtime:
     snapshots: SnapshotCache
     authenticator: Authenticator
     metrics: Metrics = field(default_factory=Metrics)
+    trimmer: Trimmer = field(init=False)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     failed_tasks: dict[str, str] = field(default_factory=dict)
     hub_loop: asyncio.AbstractEventLoop | None = None
@@ -142,6 +144,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.metrics.watch(self.hub, self.source, self.tail, self.snapshots)
+        self.trimmer = Trimmer(lambda: self.hub.streams)
 
     def start_task(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         """A named background task; if it dies, it is logged and /readyz fails."""

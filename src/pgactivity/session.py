@@ -59,6 +59,7 @@ async def activity_session(
 ) -> AsyncIterator[Batch]:
     org = who.organization_id
     sub = rt.hub.subscribe(org, filters)
+    rt.trimmer.joined()
     expiry = Expiry(rt.hub, sub, who.expires_at) if who.expires_at is not None else None
     logger.info("stream opened", extra={"organization_id": org, "transport": transport, "resume": last_id is not None})
     try:
@@ -99,6 +100,7 @@ async def activity_session(
         rt.hub.unsubscribe(sub)
         if not rt.hub.has_clients(org):
             rt.snapshots.discard(org)
+        rt.trimmer.left()
         logger.info(
             "stream closed",
             extra={"organization_id": org, "transport": transport, "reason": sub.closed or "client"},

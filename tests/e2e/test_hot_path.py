@@ -206,6 +206,36 @@ def test_snapshots_and_search_pages_keep_to_their_byte_budget(server_factory: Se
     assert page["items"][:3] == whole
 
 
+def test_fields_that_compress_well_are_cut_too(server_factory: ServerFactory) -> None:
+    """15 KB of one letter is stored in a few hundred bytes: small on disk, large on the wire."""
+    server = server_factory(env={"PGACTIVITY_SNAPSHOT_MAX_BYTES": "65536"})
+    org = "org-squeezed"
+    with psycopg.connect(server.db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO agent_activities (organization_id, agent_type, input_data) "
+            "SELECT %s, 'big', jsonb_build_object('n', n, 'blob', repeat('z', 15000)) FROM generate_series(1, 50) AS n",
+            (org,),
+        )
+        stored = conn.execute(
+            "SELECT max(pg_column_size(input_data)) FROM agent_activities WHERE organization_id = %s", (org,)
+        ).fetchone()
+    assert stored is not None
+    assert stored[0] < 2000  # compressed: the stored size alone would not tell
+    client = SSEClient(f"{server.base_url}{STREAM}", server.token(org)).start()
+    try:
+        client.wait_for(lambda c: len(c.snapshots()) == 1)
+    finally:
+        client.stop()
+    activities = client.snapshots()[0].data["activities"]
+    assert len(activities) == 50
+    assert len(json.dumps(activities)) < 65536 + 50 * 1000
+    assert sum("truncated" in a for a in activities) >= 46
+    page = httpx.get(
+        f"{server.base_url}/api/activities", params={"limit": "50"}, headers=server.auth(org), timeout=10
+    ).json()
+    assert len(json.dumps(page["items"])) < 65536 + 50 * 1000
+
+
 def test_snapshots_are_shared_per_filter(server: ServerProcess) -> None:
     """Filters are part of what is shared: a filtered client never gets another filter's snapshot."""
     org = "org-filters"

@@ -72,6 +72,7 @@ class Harness:
             lambda events: self.published.extend((e.organization_id, e.seq) for e in events),
             self.clients.__contains__,
             safety_seconds=3600,
+            batch_seconds=0,  # every event at the next turn of the loop (see test_bursts_are_handed_on_together)
             sleep=sleep,
         )
 
@@ -240,6 +241,34 @@ def test_the_periodic_safety_read_finds_what_no_notification_announced() -> None
         while len(h.published) < 2:
             await asyncio.sleep(0.005)
         assert h.published == [("a", 1), ("a", 2)]
+        task.cancel()
+
+    run(body())
+
+
+def test_bursts_are_handed_on_together_and_a_quiet_stream_at_once() -> None:
+    async def body() -> None:
+        h = Harness()
+        published: list[list[int]] = []
+        h.tail.publish = lambda events: published.append([e.seq for e in events])
+        h.tail.batch_seconds = 0.05
+        await h.tail.follow("a")
+        task = asyncio.create_task(h.tail.run())
+        await h.settle()
+        h.log.write("a", 4)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        h.notify("a", 1)
+        await h.settle()
+        assert published == [[1]]  # the first after a quiet while: at once
+        for seq in (2, 3, 4):
+            h.notify("a", seq)
+        await h.settle()
+        assert published == [[1]]  # within batch_seconds of the last hand-over: they wait...
+        while len(published) < 2:
+            await asyncio.sleep(0.005)
+        assert published == [[1], [2, 3, 4]]  # ...and go together
+        assert loop.time() - started >= 0.05
         task.cancel()
 
     run(body())
