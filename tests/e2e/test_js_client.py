@@ -3,7 +3,8 @@
 `npm ci` (when node_modules is missing or older than the lock file), then the package's own
 tests (`npm test`: the parser on every split of its input, the store, the stream's rules, and the
 client against a real `pgactivity serve` that the JS tests start and restart themselves on the
-database given here), then a check that the committed dashboard bundle is what the build makes.
+database given here, one of them with a small snapshot budget so that activities come
+truncated), then a check that the committed dashboard bundle is what the build makes.
 Skipped only where Node.js is missing (CI installs it: .ci/system-packages nodejs npm).
 """
 
