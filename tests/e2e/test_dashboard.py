@@ -6,6 +6,8 @@ Playwright never downloads one here. A screenshot is saved under test-artifacts/
 
 from __future__ import annotations
 
+import json
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerFactory, ServerProcess
 from tests.helpers import run_psql
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -231,4 +233,55 @@ def test_dashboard_renders_input_nested_3000_levels_deep(server: ServerProcess, 
         assert any(t.startswith("[\n  [") and t.rstrip().endswith("]") for t in texts), texts[1][:200]
         assert all(len(t) < 50_000 for t in texts)
     assert page.evaluate("1 + 1") == 2  # still responsive
+    assert errors == []
+
+
+def test_dashboard_opens_a_truncated_activity_whole(server_factory: ServerFactory, page: Page) -> None:
+    """A snapshot over its byte budget sends the older activities without their input (marked
+    "truncated"); opening one fetches GET /api/activities/{id} once and shows the whole input,
+    which a later live event of that activity keeps."""
+    server = server_factory(env={"PGACTIVITY_SNAPSHOT_MAX_BYTES": "65536"})  # three of the five fit
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "/api/activities/" in r.url else None)
+    inputs = [{"n": n, "blob": secrets.token_hex(10_000)} for n in range(5)]  # 20 KB, incompressible
+    out = run_psql(
+        server.db_url,
+        "".join(
+            "SELECT agent_activity_start(organization_id => 'org-a', agent_type => 'executor',"
+            f" agent_name => 'big-{n}', input_data => {sql_literal(json.dumps(i))}::jsonb);"
+            for n, i in enumerate(inputs)
+        ),
+    ).stdout
+    ids = out.split()
+    assert len(ids) == 5
+    page.goto(f"{server.base_url}/?access_token={server.token('org-a')}")
+    expect(page.locator("html")).to_have_attribute("data-connection", "live")
+    expect(page.locator("tr.activity")).to_have_count(5)
+
+    def input_of(n: int) -> str | None:
+        pre = page.locator(f'tr.detail[data-id="{ids[n]}"] pre').first
+        expect(pre).to_contain_text(inputs[n]["blob"])
+        return pre.text_content()
+
+    # The newest came whole: its input shows at once, nothing is fetched.
+    page.locator("tr.activity", has_text="big-4").click()
+    assert input_of(4) == json.dumps(inputs[4], indent=2)
+    # The oldest came without its input: opening it fetches the whole row.
+    with page.expect_response(f"**/api/activities/{ids[0]}") as response:
+        page.locator("tr.activity", has_text="big-0").click()
+    assert response.value.status == 200
+    assert input_of(0) == json.dumps(inputs[0], indent=2)
+    assert fetched == [f"{server.base_url}/api/activities/{ids[0]}"]
+
+    # A live event of the fetched activity updates its row and keeps the whole input.
+    progress = f"SELECT agent_activity_progress(id => '{ids[0]}', message => 'after the fetch', progress => 40);"
+    run_psql(server.db_url, progress)
+    row = page.locator("tr.activity", has_text="big-0")
+    expect(row.locator(".message")).to_have_text("after the fetch")
+    expect(row.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "40")
+    assert input_of(0) == json.dumps(inputs[0], indent=2)
+    assert len(fetched) == 1
     assert errors == []

@@ -1,76 +1,9 @@
 // The client against the real `pgactivity serve` (started and restarted here), psql as the writer.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import {
-  type Activity,
-  type ActivityStream,
-  ActivityStore,
-  type StreamEvent,
-  type StreamStatus,
-  connectActivityStream,
-  createActivityApi,
-} from "../src/index.js";
-import type { ActivityStreamOptions } from "../src/stream.js";
+import { type Activity, type ActivityStore, createActivityApi } from "../src/index.js";
+import { Recorder } from "./recorder.js";
 import { Server, cli, mintToken, psql, skipServer, uniqueOrg } from "./server.js";
-
-const FAST = { initialMs: 50, maxMs: 500 };
-
-/** A stream with a store, every event and status kept; `until` waits for a condition, checked
- * after each event or status change. */
-class Recorder {
-  readonly events: StreamEvent[] = [];
-  readonly statuses: StreamStatus[] = [];
-  readonly store = new ActivityStore();
-  readonly stream: ActivityStream;
-  private readonly waiters = new Set<() => void>();
-
-  constructor(options: ActivityStreamOptions) {
-    this.stream = connectActivityStream({ backoff: FAST, ...options });
-    this.store.attach(this.stream);
-    this.stream.subscribe((event) => {
-      this.events.push(event);
-      this.poke();
-    });
-    this.stream.onStatus((status) => {
-      this.statuses.push(status);
-      this.poke();
-    });
-  }
-
-  private poke(): void {
-    for (const waiter of [...this.waiters]) waiter();
-  }
-
-  until(check: (r: this) => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const waiter = () => {
-        if (!check(this)) return;
-        clearTimeout(timer);
-        this.waiters.delete(waiter);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(waiter);
-        reject(new Error(`timed out waiting for ${what}; status ${this.stream.status} ${this.stream.error?.message ?? ""}; seqs ${JSON.stringify(this.seqs())}`));
-      }, timeoutMs);
-      this.waiters.add(waiter);
-      waiter();
-    });
-  }
-
-  /** seq of every activity event (not snapshots). */
-  seqs(): number[] {
-    return this.events.flatMap((e) => (e.type !== "snapshot" && e.type !== "end" ? [e.seq] : []));
-  }
-
-  snapshots() {
-    return this.events.filter((e) => e.type === "snapshot");
-  }
-
-  close(): void {
-    this.stream.close();
-  }
-}
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
