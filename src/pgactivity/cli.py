@@ -171,6 +171,10 @@ def _demo(url: str, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "serve" and argv is None:
+        from pgactivity.memory import reexec_with_glibc_malloc
+
+        reexec_with_glibc_malloc()  # returns only when it does not apply
     try:
         settings = Settings.from_env()
         _configure_logging(settings.log_level, settings.log_format)

@@ -37,6 +37,7 @@ class Subscription:
         "_waiter",
         "after",
         "closed",
+        "expires_at",
         "filters",
         "joined_seq",
         "max_bytes",
@@ -45,9 +46,16 @@ class Subscription:
     )
 
     def __init__(
-        self, organization_id: str, filters: Filters, max_bytes: int, max_events: int, joined_seq: int = -1
+        self,
+        organization_id: str,
+        filters: Filters,
+        max_bytes: int,
+        max_events: int,
+        joined_seq: int = -1,
+        expires_at: float | None = None,
     ) -> None:
         self.organization_id = organization_id
+        self.expires_at = expires_at  # wall clock (time.time()): the stream ends then (Hub.expire)
         self.filters = filters
         self.max_bytes = max_bytes
         self.max_events = max_events
@@ -151,9 +159,9 @@ class Hub:
         self.stats = HubStats()
         self.closing = False
 
-    def subscribe(self, organization_id: str, filters: Filters) -> Subscription:
+    def subscribe(self, organization_id: str, filters: Filters, *, expires_at: float | None = None) -> Subscription:
         joined = self._last_seq.get(organization_id, -1)
-        sub = Subscription(organization_id, filters, self.max_bytes, self.max_events, joined)
+        sub = Subscription(organization_id, filters, self.max_bytes, self.max_events, joined, expires_at)
         if self.closing:
             sub.close(CLOSED_SHUTDOWN)
             return sub
@@ -211,6 +219,20 @@ class Hub:
                 extra={"organization_id": sub.organization_id, "buffer_bytes": sub.max_bytes},
             )
             self.unsubscribe(sub)
+
+    def expire(self, now: float) -> int:
+        """End every stream whose token has expired by `now` (the wall clock); one pass over the
+        clients, run every second, instead of a timer per stream. Returns how many ended."""
+        gone = [
+            sub
+            for clients in self._clients.values()
+            for sub in clients
+            if sub.expires_at is not None and sub.expires_at <= now
+        ]
+        for sub in gone:
+            sub.close(CLOSED_EXPIRED)
+            self.unsubscribe(sub)  # at once: a closed subscription in the hub would count as slow
+        return len(gone)
 
     def heartbeat(self) -> None:
         slow = [sub for clients in self._clients.values() for sub in clients if not sub.offer(None)]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import select
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -160,6 +161,12 @@ class Runtime:
 
         self.tasks[name] = asyncio.create_task(watched(), name=f"pgactivity-{name}")
 
+    async def expire_streams(self) -> None:
+        """End the streams whose token has expired (Hub.expire), within a second of the expiry."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.hub.expire(time.time())
+
     async def heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
@@ -184,6 +191,7 @@ class Runtime:
             self.start_task(name, task)
         self.start_task("log-tail", self.tail.run)
         self.start_task("heartbeat", self.heartbeat)
+        self.start_task("token-expiry", self.expire_streams)
         if self.settings.retention_days:
             self.start_task("retention", self.purge_periodically)
         self.start_slack()

@@ -10,20 +10,18 @@ only frame what this yields.
 
 A stream ends when its token expires (Principal.expires_at, on the wall clock,
 the same moment the token stops being accepted, so a reconnect with it is
-refused rather than looping), and when the hub closes it (shutdown, a slow
-client); its last message then says why (events.StreamEnd).
+refused rather than looping: Hub.expire, every second), and when the hub
+closes it (shutdown, a slow client); its last message then says why
+(events.StreamEnd).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from pgactivity.auth import Principal
 from pgactivity.events import Filters, LogEvent, stream_end
-from pgactivity.hub import CLOSED_EXPIRED, Hub, Subscription
 from pgactivity.runtime import Runtime
 from pgactivity.store import Gap
 
@@ -32,35 +30,12 @@ logger = logging.getLogger(__name__)
 Batch = list[LogEvent | None]  # None: a heartbeat
 
 
-class Expiry:
-    """Closes a subscription once the wall clock reaches expires_at (a loop timer, re-armed if the
-    loop's monotonic clock got there first)."""
-
-    __slots__ = ("_handle", "expires_at", "hub", "sub")
-
-    def __init__(self, hub: Hub, sub: Subscription, expires_at: float) -> None:
-        self.hub, self.sub, self.expires_at = hub, sub, expires_at
-        self._handle = asyncio.get_running_loop().call_later(max(0.0, expires_at - time.time()), self._fire)
-
-    def _fire(self) -> None:
-        remaining = self.expires_at - time.time()
-        if remaining > 0:
-            self._handle = asyncio.get_running_loop().call_later(remaining, self._fire)
-            return
-        self.sub.close(CLOSED_EXPIRED)
-        self.hub.unsubscribe(self.sub)  # at once: a closed subscription in the hub would count as slow
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
 async def activity_session(
     rt: Runtime, who: Principal, filters: Filters, last_id: int | None, *, transport: str = "sse"
 ) -> AsyncIterator[Batch]:
     org = who.organization_id
-    sub = rt.hub.subscribe(org, filters)
+    sub = rt.hub.subscribe(org, filters, expires_at=who.expires_at)
     rt.trimmer.joined()
-    expiry = Expiry(rt.hub, sub, who.expires_at) if who.expires_at is not None else None
     logger.info("stream opened", extra={"organization_id": org, "transport": transport, "resume": last_id is not None})
     try:
         await rt.tail.follow(org)
@@ -95,8 +70,6 @@ async def activity_session(
         if sub.closed is not None:
             yield [stream_end(sub.closed)]
     finally:
-        if expiry is not None:
-            expiry.cancel()
         rt.hub.unsubscribe(sub)
         if not rt.hub.has_clients(org):
             rt.snapshots.discard(org)

@@ -4,6 +4,7 @@ health, the token command, the JWT-key guard and the embedded PostgreSQL."""
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import signal
@@ -204,3 +205,16 @@ def _stop_leftover_postgres(data_dir: Path) -> None:
     from pgactivity.embedded import EmbeddedPostgres
 
     EmbeddedPostgres(data_dir).stop(mode="immediate")
+
+
+def test_serve_runs_with_glibc_malloc_unless_pythonmalloc_is_set(server_factory: ServerFactory) -> None:
+    """pymalloc's 1 MiB arenas, pinned by a few long-lived objects, kept the memory of 5000 departed
+    streams; glibc's allocator gives it back page by page (memory.py)."""
+    default = server_factory()
+    chosen = server_factory(env={"PYTHONMALLOC": "pymalloc"})
+    glibc = platform.libc_ver()[0] == "glibc"
+    for server, expected in ((default, "malloc" if glibc else None), (chosen, "pymalloc")):
+        assert server.proc is not None
+        environ = Path(f"/proc/{server.proc.pid}/environ").read_bytes().split(b"\0")
+        values = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"PYTHONMALLOC=")]
+        assert values == ([expected] if expected else [])  # the same pid: re-executed, not forked

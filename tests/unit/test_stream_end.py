@@ -6,9 +6,6 @@ import asyncio
 import json
 import time
 
-import pytest
-
-from pgactivity import session
 from pgactivity.events import Filters, LogEvent, StreamEnd, end_event_json, end_frame, stream_end
 from pgactivity.hub import CLOSED_EXPIRED, CLOSED_SHUTDOWN, CLOSED_SLOW, Hub
 
@@ -25,49 +22,23 @@ def test_the_end_message_is_json_without_an_id_and_encoded_once() -> None:
 
 
 def test_expiry_closes_the_subscription_and_takes_it_out_of_the_hub() -> None:
-    async def run() -> tuple[str | None, list[LogEvent | None] | None, int]:
+    async def run() -> tuple[str | None, list[LogEvent | None] | None, int, int, str | None]:
         hub = Hub(max_bytes=1 << 20, max_events=100)
-        sub = hub.subscribe("org-a", Filters())
-        session.Expiry(hub, sub, time.time() + 0.05)
-        batch = await asyncio.wait_for(sub.next_batch(), 5)  # wakes up when the token expires
+        now = time.time()
+        sub = hub.subscribe("org-a", Filters(), expires_at=now + 10)
+        other = hub.subscribe("org-a", Filters(), expires_at=now + 20)
+        forever = hub.subscribe("org-a", Filters())  # a token without exp (the operator opted out)
+        waiting = asyncio.ensure_future(sub.next_batch())
+        await asyncio.sleep(0)
+        assert hub.expire(now + 9.9) == 0  # not yet
+        assert hub.expire(now + 10) == 1
+        batch = await asyncio.wait_for(waiting, 5)  # the stream's writer wakes up and ends
         hub.publish([LogEvent.from_row("org-a", 1, None, None, None, "{}")])
         hub.heartbeat()
-        return sub.closed, batch, hub.stats.slow_disconnects
+        return sub.closed, batch, hub.stats.slow_disconnects, hub.streams, other.closed or forever.closed
 
-    closed, batch, slow = asyncio.run(run())
+    closed, batch, slow, streams, others = asyncio.run(run())
     assert (closed, batch) == (CLOSED_EXPIRED, None)
     assert slow == 0  # not counted as a slow client
-
-
-def test_expiry_waits_for_the_wall_clock_when_the_loop_timer_is_early(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The token is accepted until expires_at by the wall clock; a timer that fires first re-arms, so a
-    reconnect right after the end is refused, not accepted once more."""
-    start = time.time()
-    calls = []
-
-    def wall() -> float:
-        calls.append(None)
-        return start if len(calls) <= 2 else start + 10  # behind at first: the loop's clock ran ahead
-
-    monkeypatch.setattr(session.time, "time", wall)
-
-    async def run() -> str | None:
-        hub = Hub(max_bytes=1 << 20, max_events=100)
-        sub = hub.subscribe("org-a", Filters())
-        session.Expiry(hub, sub, start + 0.02)
-        await asyncio.wait_for(sub.next_batch(), 5)
-        return sub.closed
-
-    assert asyncio.run(run()) == CLOSED_EXPIRED
-    assert len(calls) == 3  # armed, fired too early and re-armed, fired
-
-
-def test_a_cancelled_expiry_does_nothing() -> None:
-    async def run() -> str | None:
-        hub = Hub(max_bytes=1 << 20, max_events=100)
-        sub = hub.subscribe("org-a", Filters())
-        session.Expiry(hub, sub, time.time() + 0.01).cancel()
-        await asyncio.sleep(0.1)
-        return sub.closed
-
-    assert asyncio.run(run()) is None
+    assert streams == 2
+    assert others is None
