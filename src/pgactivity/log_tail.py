@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[list[LogEvent]], None]
 # Inline events kept per organization while a gap before them is read (more are read from the log).
 HELD_PER_ORGANIZATION = 1000
+# A hand-over this late (seconds after it was due) means the event loop is saturated.
+BUSY_LATENESS = 0.002
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -64,6 +66,7 @@ class LogTail:
         *,
         safety_seconds: float = 5.0,
         batch_seconds: float = 0.002,
+        max_batch_seconds: float = 0.025,
         sleep: Sleep = asyncio.sleep,
         interest: Interest | None = None,
     ) -> None:
@@ -73,6 +76,8 @@ class LogTail:
         self.has_clients = has_clients
         self.safety_seconds = safety_seconds
         self.batch_seconds = batch_seconds
+        self.max_batch_seconds = max(batch_seconds, max_batch_seconds)
+        self.interval = batch_seconds  # between hand-overs, now (see _emit)
         self._sleep = sleep
         self.cursors: dict[str, int] = {}
         self.inline = 0  # events handed on from their notification
@@ -83,6 +88,7 @@ class LogTail:
         self._ready: list[LogEvent] = []  # handed on at the next flush (_emit)
         self._flush_scheduled = False
         self._last_flush = float("-inf")
+        self._due = 0.0
         self._wake = asyncio.Event()
         self._follow_lock = asyncio.Lock()
 
@@ -132,25 +138,34 @@ class LogTail:
         self._mark((org,))
 
     def _emit(self, events: list[LogEvent]) -> None:
-        """Hand events on in cursor order: at once when the last hand-over is `batch_seconds`
-        old, else together with whatever else comes until then. A quiet stream pays no delay;
-        under load each client gets one write per batch instead of one per event (a write per
-        event per client is what saturates a server first: 1000 clients at 1000 events/s are a
-        million writes a second)."""
+        """Hand events on in cursor order: at once when the last hand-over is `interval` old,
+        else together with whatever else comes until then. A quiet stream pays no delay; under
+        load each client gets one write per batch instead of one per event (a wake-up and a
+        write per event per client is what saturates a server first: 1000 clients at 1000
+        events/s are a million). The interval adapts to how busy the event loop is: it starts
+        at `batch_seconds` and doubles, up to `max_batch_seconds`, while hand-overs run late
+        (the loop has more to do than it can), and halves back while they run on time."""
         self._ready.extend(events)
         if self._flush_scheduled:
             return
         self._flush_scheduled = True
         loop = asyncio.get_running_loop()
-        wait = self._last_flush + self.batch_seconds - loop.time()
-        if wait > 0:
-            loop.call_later(wait, self._flush)
+        now = loop.time()
+        self._due = max(now, self._last_flush + self.interval)
+        if self._due > now:
+            loop.call_later(self._due - now, self._flush)
         else:
             loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self._last_flush = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time()
+        late = now - self._due
+        if late > BUSY_LATENESS:
+            self.interval = min(self.max_batch_seconds, self.interval * 2)
+        elif late < BUSY_LATENESS / 4:
+            self.interval = max(self.batch_seconds, self.interval / 2)
+        self._last_flush = now
         ready, self._ready = self._ready, []
         if ready:
             self.publish(ready)

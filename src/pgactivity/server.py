@@ -16,6 +16,7 @@ import uvicorn
 from litestar import Litestar
 
 from pgactivity import migrations
+from pgactivity.api.stream import RawSend
 from pgactivity.app import create_app
 from pgactivity.auth import mint_token, new_secret
 from pgactivity.embedded import EmbeddedPostgres
@@ -178,7 +179,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         if demo:
             add_demo(app, runtime)
         config = uvicorn.Config(
-            app,
+            RawSend(app),
             host=host,
             port=port,
             access_log=False,  # access logs would carry ?access_token= query strings

@@ -30,14 +30,45 @@ logger = logging.getLogger(__name__)
 Batch = list[LogEvent | None]  # None: a heartbeat
 
 
-async def activity_session(
-    rt: Runtime, who: Principal, filters: Filters, last_id: int | None, *, transport: str = "sse"
-) -> AsyncIterator[Batch]:
-    org = who.organization_id
-    sub = rt.hub.subscribe(org, filters, expires_at=who.expires_at)
-    rt.trimmer.joined()
-    logger.info("stream opened", extra={"organization_id": org, "transport": transport, "resume": last_id is not None})
-    try:
+class ActivitySession:
+    """One stream's life: `async with` subscribes (before anything is read) and ends it;
+    `opening()` yields the snapshot or the replay; `next_batch()` is the live part, the
+    hub's own queue with no layer in between (the hot path of every delivery), ending with
+    the message that says why the server ended the stream."""
+
+    __slots__ = ("_ending", "filters", "last_id", "org", "rt", "sub", "transport", "who")
+
+    def __init__(
+        self, rt: Runtime, who: Principal, filters: Filters, last_id: int | None, *, transport: str = "sse"
+    ) -> None:
+        self.rt, self.who, self.filters, self.last_id, self.transport = rt, who, filters, last_id, transport
+        self.org = who.organization_id
+        self._ending = True
+
+    async def __aenter__(self) -> ActivitySession:
+        rt = self.rt
+        self.sub = rt.hub.subscribe(self.org, self.filters, expires_at=self.who.expires_at)
+        rt.trimmer.joined()
+        logger.info(
+            "stream opened",
+            extra={"organization_id": self.org, "transport": self.transport, "resume": self.last_id is not None},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        rt, sub = self.rt, self.sub
+        rt.hub.unsubscribe(sub)
+        if not rt.hub.has_clients(self.org):
+            rt.snapshots.discard(self.org)
+        rt.trimmer.left()
+        logger.info(
+            "stream closed",
+            extra={"organization_id": self.org, "transport": self.transport, "reason": sub.closed or "client"},
+        )
+
+    async def opening(self) -> AsyncIterator[Batch]:
+        """The snapshot, or with Last-Event-ID the exact replay (or a reset snapshot)."""
+        rt, sub, org, filters, last_id = self.rt, self.sub, self.org, self.filters, self.last_id
         await rt.tail.follow(org)
         position: int | None = None
         if last_id is not None and await rt.store.replayable(org, last_id):
@@ -64,17 +95,26 @@ async def activity_session(
             yield [snapshot]
         if position is not None:
             sub.start_after(position)
-        while (live := await sub.next_batch()) is not None:
+
+    async def next_batch(self) -> Batch | None:
+        """The next live events (None entries are heartbeats); at the end, once, the end message
+        if the server ended the stream; then None."""
+        batch = await self.sub.next_batch()
+        if batch is not None:
+            return batch
+        if self._ending and self.sub.closed is not None:
+            self._ending = False
+            return [stream_end(self.sub.closed)]
+        return None
+
+
+async def activity_session(
+    rt: Runtime, who: Principal, filters: Filters, last_id: int | None, *, transport: str = "sse"
+) -> AsyncIterator[Batch]:
+    """The whole stream as one generator (the WebSocket handler's form)."""
+    async with ActivitySession(rt, who, filters, last_id, transport=transport) as session:
+        async for batch in session.opening():
+            yield batch
+        while (live := await session.next_batch()) is not None:
             if live:
                 yield live
-        if sub.closed is not None:
-            yield [stream_end(sub.closed)]
-    finally:
-        rt.hub.unsubscribe(sub)
-        if not rt.hub.has_clients(org):
-            rt.snapshots.discard(org)
-        rt.trimmer.left()
-        logger.info(
-            "stream closed",
-            extra={"organization_id": org, "transport": transport, "reason": sub.closed or "client"},
-        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Request, get
@@ -12,10 +11,8 @@ from litestar.openapi import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgactivity.api.common import int_param, principal, runtime, text_param
-from pgactivity.auth import Principal
 from pgactivity.events import HEARTBEAT, Filters
-from pgactivity.runtime import Runtime
-from pgactivity.session import activity_session
+from pgactivity.session import ActivitySession, Batch
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -44,15 +41,31 @@ def last_event_id(request: Request[Any, Any, Any]) -> int | None:
     return int_param(request, "lastEventId")
 
 
-async def sse_body(rt: Runtime, who: Principal, filters: Filters, last_id: int | None) -> AsyncGenerator[bytes, None]:
-    yield RETRY
-    async for batch in activity_session(rt, who, filters, last_id):
-        yield b"".join(HEARTBEAT if event is None else event.sse for event in batch)
+def sse_bytes(batch: Batch) -> bytes:
+    return b"".join(HEARTBEAT if event is None else event.sse for event in batch)
 
 
 async def _until_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+RAW_SEND = "pgactivity.send"
+
+
+class RawSend:
+    """The outermost ASGI layer: keeps the server's own `send` in the scope, so that a stream's
+    body (thousands of writes a second) skips the per-message wrappers of the framework; the
+    response start still goes through them, so the framework knows the response has begun."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send  # type: ignore[literal-required]
+        await self.app(scope, receive, send)
 
 
 class EventStream:
@@ -63,10 +76,10 @@ class EventStream:
     thousands of mostly idle streams that was about a quarter of the memory each one held.
     """
 
-    __slots__ = ("body",)
+    __slots__ = ("session",)
 
-    def __init__(self, body: AsyncGenerator[bytes, None]) -> None:
-        self.body = body
+    def __init__(self, session: ActivitySession) -> None:
+        self.session = session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -77,13 +90,19 @@ class EventStream:
             if active:
                 task.cancel()
 
+        raw: Send = scope.get(RAW_SEND, send)  # type: ignore[assignment]
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         watcher.add_done_callback(client_gone)
         try:
-            await send(_START)
-            async for chunk in self.body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send(_END)
+            async with self.session as session:
+                await send(_START)
+                await raw({"type": "http.response.body", "body": RETRY, "more_body": True})
+                async for batch in session.opening():
+                    await raw({"type": "http.response.body", "body": sse_bytes(batch), "more_body": True})
+                while (live := await session.next_batch()) is not None:
+                    if live:
+                        await raw({"type": "http.response.body", "body": sse_bytes(live), "more_body": True})
+            await raw(_END)
         except asyncio.CancelledError:
             if not (watcher.done() and not watcher.cancelled()):
                 raise  # cancelled by the server, not by the client
@@ -93,7 +112,6 @@ class EventStream:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            await self.body.aclose()
 
 
 @get(
@@ -114,4 +132,4 @@ async def activity_stream(request: Request[Any, Any, Any]) -> ASGIApp:
     who = principal(request)
     filters = stream_filters(request)
     last_id = last_event_id(request)
-    return EventStream(sse_body(runtime(request), who, filters, last_id))
+    return EventStream(ActivitySession(runtime(request), who, filters, last_id))
