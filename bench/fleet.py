@@ -31,6 +31,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
 from actors import Actor, commands, run_actor, uvloop_runner
 from machine import raise_fd_limit
@@ -245,10 +246,15 @@ class Fleet:
         first_alone: bool = False,
         scan_tokens: bool = True,
         concurrency: int = 100,
+        assignment: Sequence[tuple[str, int]] | None = None,
     ) -> None:
-        jwts = {org: token_for(org) for org in organizations}
-        n_orgs = len(organizations)
-        clients = [(jwts[organizations[k % n_orgs]], ports[(k // n_orgs) % len(ports)]) for k in range(n)]
+        """With `assignment`, a list of (organization, port), one client each, in place of the rule above."""
+        if assignment is None:
+            n_orgs = len(organizations)
+            assignment = [(organizations[k % n_orgs], ports[(k // n_orgs) % len(ports)]) for k in range(n)]
+        jwts = {org: token_for(org) for org in {org for org, _ in assignment}}
+        clients = [(jwts[org], port) for org, port in assignment]
+        n = len(clients)
         self.n = n
         self.actors: list[Actor] = []
         for p in range(min(procs, n)):
@@ -257,6 +263,11 @@ class Fleet:
             if first_alone:  # one process at a time: broadcaster cannot LISTEN twice at once
                 actor.expect("firsts", 300)
             self.actors.append(actor)
+
+    @classmethod
+    def assigned(cls, assignment: Sequence[tuple[str, int]], **options: Any) -> Fleet:
+        """One client per (organization, port) in `assignment` (the scale-out rows choose who goes where)."""
+        return cls((), (), 0, assignment=assignment, **options)
 
     def pids(self) -> list[int]:
         return [a.pid for a in self.actors]

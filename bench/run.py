@@ -1,6 +1,6 @@
 """Issue 12's table, measured in one run: pgactivity and the typical app side by side.
 
-    python bench/run.py                     # every row, about 22 minutes
+    python bench/run.py                     # every row, about 35 minutes
     python bench/run.py --quick             # every row, shorter, about 8 minutes
     python bench/run.py --only latency,writes --json /tmp/bench.json
 
@@ -15,6 +15,8 @@ Rows (names for --only; letters work too):
   i progress  pgbench: agent_activity_progress with a new message, 1/4 connections
   j bulk      one transaction of 5k/20k/40k/200k rows for one organization; 20k over 1,000
   k search    GET /api/activities in a 200k-row organization: q, page 1, every filter
+  l scaleout  issue 14: commits/s with 1/16/64 serve processes, LISTEN mode vs broker mode (NATS)
+  m failover  issue 14: broker mode, the relay SIGKILLed twice under load: takeover, exactness
 
 One PostgreSQL cluster (durable commits) serves every row; the server under test
 runs alone on CPU 0, everything else on CPU 1. bench/README.md says how each row is
@@ -34,6 +36,7 @@ import bench_big_snapshot
 import bench_bulk
 import bench_idle
 import bench_live
+import bench_scaleout
 import bench_search
 import bench_writes
 import machine
@@ -51,6 +54,7 @@ GROUPS: list[tuple[set[str], Runner]] = [
     ({"a", "b", "c", "d"}, bench_live.run),
     ({"e"}, bench_idle.run),
     ({"f"}, bench_big_snapshot.run),
+    ({"l", "m"}, bench_scaleout.run),
 ]
 NAMES = {
     "latency": {"a"},
@@ -63,7 +67,9 @@ NAMES = {
     "progress": {"i"},
     "bulk": {"j"},
     "search": {"k"},
-    "all": set("abcdefghijk"),
+    "scaleout": {"l"},
+    "failover": {"m"},
+    "all": set("abcdefghijklm"),
 }
 
 
@@ -77,7 +83,7 @@ def selection(only: str | None) -> set[str]:
         elif len(name) == 1 and name in NAMES["all"]:
             keys.add(name)
         else:
-            raise SystemExit(f"unknown row {name!r}: choose from {', '.join(NAMES)} or the letters a-k")
+            raise SystemExit(f"unknown row {name!r}: choose from {', '.join(NAMES)} or the letters a-m")
     return keys
 
 

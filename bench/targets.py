@@ -1,5 +1,6 @@
-"""What issue 12 says each row should show: its table (typical app, pgactivity before the
-rewrite) and its Targets. Printed next to every measurement; never used to shape one."""
+"""What issues 12 and 14 say each row should show: their tables (typical app, pgactivity before
+the rewrite; for l and m, LISTEN mode against broker mode) and their Targets.
+Printed next to every measurement; never used to shape one."""
 
 from __future__ import annotations
 
@@ -66,6 +67,18 @@ ROWS: dict[str, tuple[str, str, str, str]] = {
         "1,600 ms; page 1: 2.3 ms; rare word: 5 ms",
         "every filter and q <= 20 ms",
     ),
+    "l": (
+        "commits/s (pgbench, 8 conns, agent_activity_start) with 1 / 16 / 64 serve processes, a few clients each",
+        "issue 14, LISTEN connections on a NOTIFY-trigger table: 4,618 / 2,210 / 864",
+        "-",
+        "broker mode within 10 % of its 1-process rate at 16 and 64; every client gets every event once",
+    ),
+    "m": (
+        "broker mode, the relay SIGKILLed twice under a steady write load: takeover, latency after, exactness",
+        "-",
+        "-",
+        "a new relay within 5 s; no event lost or repeated for any client",
+    ),
 }
 
 P99_LIMIT_MS = 50.0
@@ -79,3 +92,5 @@ WRITES_FACTOR = 0.7
 NOTIFY_COPY_FACTOR = 0.8
 BULK_FACTOR = 5.0
 SEARCH_MS = 20.0
+SCALEOUT_LOSS = 0.10
+FAILOVER_SECONDS = 5.0
