@@ -96,6 +96,7 @@ COLUMNS = (
     "cpu_postgres",
     "cpu_clients",
     "rss_mb_per_server",
+    "servers_died",
 )
 
 
@@ -112,7 +113,7 @@ def run(ctx: Context, keys: set[str]) -> list[Row]:
 
 
 def _commit_rate(ctx: Context) -> Row:
-    seconds, rounds = (4.0, 1) if ctx.quick else (8.0, 3)
+    seconds, rounds = (4.0, 1) if ctx.quick else (6.0, 5)
     load_before = load1()
     durability = ctx.durability(True)
     _template(ctx)
@@ -123,7 +124,7 @@ def _commit_rate(ctx: Context) -> Row:
         for mode in MODES:
             results.append(_setup(ctx, mode, n, script, seconds, rounds))
     rate = {(r["mode"], r["servers"]): r["commits_per_s"] for r in results}
-    exact = all(r["exact_clients"] == r["clients"] for r in results)
+    exact = all(r["exact_clients"] == r["clients"] and not r["servers_died"] for r in results)
     cells = {m: " / ".join(count(rate.get((m, n), float("nan"))) for n in COUNTS) for m in MODES}
     broker_ratios = [ratio(rate[("broker", n)], rate[("broker", 1)]) for n in COUNTS]
     listen_ratios = [ratio(rate[("listen", n)], rate[("listen", 1)]) for n in COUNTS]
@@ -214,7 +215,10 @@ def _setup(ctx: Context, mode: str, n: int, script: Any, seconds: float, rounds:
             if fleet:
                 drain = max(drain, fleet.drain(max_seconds=180, quiet=2.0))
             ctx.say(f"(scale-out) {mode} {n:>2} servers: {result.tps:,.0f} commits/s, drained in {drain:.1f} s")
-        rss = group.rss() / max(1, n) / 2**20
+        alive = [s for s in group.servers if s.proc is not None and s.proc.poll() is None]
+        for dead in (s for s in group.servers if s not in alive):
+            ctx.say(f"  server pid {dead.pid} exited with {dead.proc.returncode if dead.proc else '?'}:\n{dead.log()}")
+        rss = sum(s.rss() for s in alive) / max(1, len(alive)) / 2**20
         exact: dict[str, int] = {"clients": 0, "exact_clients": 0, "missing": 0, "duplicates": 0}
         if fleet:
             received = fleet.stop()
@@ -235,6 +239,7 @@ def _setup(ctx: Context, mode: str, n: int, script: Any, seconds: float, rounds:
             "drain_s": drain,
             **{k: v for k, v in cpu.items() if k.startswith("cpu_")},
             "rss_mb_per_server": rss,
+            "servers_died": n - len(alive),
         }
     finally:
         if fleet:
