@@ -52,7 +52,7 @@ from delivery import analyze, exactly_once, tokens_written
 from fleet import SNAPSHOT_MARKER, Fleet, Received
 from machine import load1
 from meters import CpuMeter
-from nats import NatsServer
+from nats_server import NatsServer
 from report import Row, count, ms, ratio, simple_table
 from servers import Server, ServerGroup
 from writer import Writer, WriterSpec
