@@ -159,7 +159,7 @@ def _commit_rate(ctx: Context) -> Row:
 
 
 def _template(ctx: Context) -> None:
-    if TEMPLATE in ctx.cluster._built:
+    if ctx.cluster.has(TEMPLATE):
         return
     url = ctx.cluster.create(TEMPLATE, PGACTIVITY)
     seed.prefill(url, ORGS, 100)

@@ -144,6 +144,10 @@ class Cluster:
         self._built[name] = schema
         return url
 
+    def has(self, name: str) -> bool:
+        """Was the database `name` built by this run (and not dropped)?"""
+        return name in self._built
+
     def database(self, name: str, schema: str) -> str:
         """The database `name`, created on first use."""
         if name not in self._built:

@@ -69,6 +69,8 @@ def load_public_key(pem: str, algorithms: tuple[str, ...]) -> tuple[Any, list[st
     for name in algorithms:
         try:
             jwt.get_algorithm_by_name(name).prepare_key(key)
+        # Not a fitting key: PyJWT says so with its own errors, ValueError or TypeError (the key
+        # type), or NotImplementedError (an algorithm whose library, cryptography, is missing).
         except (jwt.PyJWTError, ValueError, TypeError, NotImplementedError):
             continue
         fitting.append(name)
