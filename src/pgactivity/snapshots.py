@@ -81,10 +81,13 @@ class SnapshotCache:
                     self.shared += 1
                 return entry.frame(reset)
             pending = self._reading.get(key)
-            if pending is None or pending.done():
-                # A finished read stays listed until its done callback runs; awaiting it again
-                # would not yield, and a client it is too old for would spin here for ever,
-                # with the callback (and every other stream of the process) waiting behind it.
+            if pending is not None and pending.done():
+                # A finished read stays listed until its done callback runs. Take it in now:
+                # awaiting it would not yield, and a client it is too old for would go round
+                # this loop for ever, with the callback (and every stream of the process) behind it.
+                self._read_done(key, pending)
+                continue
+            if pending is None:
                 pending = asyncio.ensure_future(self._load(key))
                 self._reading[key] = pending
                 pending.add_done_callback(functools.partial(self._read_done, key))
@@ -119,8 +122,8 @@ class SnapshotCache:
             return  # each waiter sees the error; nothing is cached
         entry = done.result()
         current = self._entries.get(key)
-        if current is not None and current.snapshot.seq > entry.snapshot.seq:
-            return
+        if current is entry or (current is not None and current.snapshot.seq > entry.snapshot.seq):
+            return  # taken in already (get() found it finished), or older than the cached one
         self._drop(key)
         self._entries[key] = entry
         self._bytes += entry.size

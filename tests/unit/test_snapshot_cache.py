@@ -91,3 +91,22 @@ def test_a_client_that_finds_a_read_just_finished_but_too_old_reads_again_instea
         return seq_of(frame)
 
     assert asyncio.run(run()) == 9
+
+
+def test_a_client_that_finds_a_read_just_finished_and_recent_enough_shares_it() -> None:
+    """The same window, for a client the finished read is complete for: no read of its own."""
+
+    async def run() -> tuple[int, int, int]:
+        reads = Reads(5)
+        cache = SnapshotCache(reads)
+        first = asyncio.ensure_future(cache.get(ORG, ANY, 4, reset=False))
+        await asyncio.sleep(0)
+        reads.gates[0].set()
+        late = asyncio.ensure_future(cache.get(ORG, ANY, 5, reset=False))
+        frame = await asyncio.wait_for(late, 5)
+        await first
+        return seq_of(frame), cache.reads, cache.size
+
+    seq, reads, size = asyncio.run(run())
+    assert (seq, reads) == (5, 1)
+    assert size == len(json.dumps({"n": 0}))  # cached once, though taken in twice
