@@ -84,30 +84,14 @@ def _persistent_secret(data_dir: Path) -> str:
     return secret
 
 
-# CHECK constraints of agent_activities that rows from before their migration still break (left NOT VALID).
-SQL_UNVALIDATED = """
-SELECT conname FROM pg_constraint
-WHERE conrelid = 'agent_activities'::regclass AND contype = 'c' AND NOT convalidated
-ORDER BY conname
-"""
-
-
 def _check_schema(url: str) -> None:
     try:
         with psycopg.connect(url, connect_timeout=10) as conn:
             row = conn.execute("SELECT to_regclass('agent_activity_events') IS NOT NULL").fetchone()
-            unvalidated = [str(r[0]) for r in conn.execute(SQL_UNVALIDATED)] if row and row[0] else []
     except psycopg.OperationalError as exc:
         raise ConfigurationError(f"cannot connect to DATABASE_URL: {exc}") from None
     if not row or not row[0]:
         raise ConfigurationError("the database has no pgactivity schema: run `pgactivity migrate up` first")
-    for name in unvalidated:
-        logger.warning(
-            "agent_activities has rows from before the constraint %s that break it (new writes are checked); "
-            "fix or delete them, then run ALTER TABLE agent_activities VALIDATE CONSTRAINT %s",
-            name,
-            name,
-        )
 
 
 def start_embedded(settings: Settings, embedded: EmbeddedPostgres) -> Settings:

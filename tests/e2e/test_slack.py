@@ -19,7 +19,7 @@ import pytest
 from tests.e2e.conftest import ServerFactory, ServerProcess
 from tests.e2e.sse import SSEClient
 from tests.fake_slack import CHANNEL, TOKEN, FakeSlack
-from tests.helpers import run_psql
+from tests.helpers import ALLOW_OUT_OF_RANGE_TIMESTAMPS, run_psql
 
 UPDATE_SECONDS = 1.0
 
@@ -332,11 +332,7 @@ def test_one_organizations_unreadable_rows_never_stop_another_organizations_mess
     wait_slack_status(srv, slack, "ok")
     url = srv.db_url
     # Rows as they could be written before the timestamp limits (20261201000002) existed.
-    sql(
-        url,
-        "ALTER TABLE agent_activities DROP CONSTRAINT IF EXISTS agent_activities_created_at_range, "
-        "DROP CONSTRAINT IF EXISTS agent_activities_updated_at_range;",
-    )
+    sql(url, ALLOW_OUT_OF_RANGE_TIMESTAMPS)
     unreadable = [
         sql(
             url,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgactivity import migrations, server
+from pgactivity import migrations
 
 MIGRATION_NAME = re.compile(r"^(\d{14})_[a-z0-9_]+\.sql$")
 
@@ -204,27 +203,17 @@ def test_migrate_reports_unreachable_database() -> None:
 
 
 LIMITS = "20261201000002_activity_limits.sql"
-RANGE_CONSTRAINTS = [
-    "agent_activities_completed_at_range",
-    "agent_activities_created_at_range",
-    "agent_activities_updated_at_range",
-]
 SQL_VALIDATED = """
 SELECT conname, convalidated FROM pg_constraint
 WHERE conrelid = 'agent_activities'::regclass AND conname LIKE '%%\\_at\\_range' ORDER BY 1
 """
+INSERT_INFINITY = "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES ('o', 'x', 'infinity')"
 
 
-def test_timestamp_limits_on_a_fresh_schema_are_validated(db_url: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        assert conn.execute(SQL_VALIDATED).fetchall() == [(name, True) for name in RANGE_CONSTRAINTS]
-
-
-def test_timestamp_limits_keep_rows_from_before_and_check_every_new_write(
-    empty_db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Rows written before the migration that break the range do not stop it: the constraints stay
-    NOT VALID (serve warns), new writes are refused, and once the rows are fixed VALIDATE works."""
+def test_timestamp_limits_keep_rows_from_before_and_check_every_new_write(empty_db_url: str, tmp_path: Path) -> None:
+    """Rows written before the limits that break the range do not stop the migrations; every
+    new write is checked (by the guard trigger since 20261202000001, with the constraint's name),
+    an update of such an old row is refused, and the old rows stay readable."""
     url = empty_db_url
     files = migration_files()
     assert LIMITS in [p.name for p in files]
@@ -245,29 +234,29 @@ def test_timestamp_limits_keep_rows_from_before_and_check_every_new_write(
     dbmate(url, partial, "migrate")
     assert migrations.applied_versions(url) == versions(files)
     with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(SQL_VALIDATED).fetchall() == []  # the guard checks them
+        with pytest.raises(psycopg.errors.CheckViolation) as caught:
+            conn.execute(INSERT_INFINITY)
+        assert caught.value.diag.constraint_name == "agent_activities_created_at_range"
+        with pytest.raises(psycopg.errors.CheckViolation) as caught:
+            conn.execute("UPDATE agent_activities SET message = 'm' WHERE organization_id = 'org-old'")
+        assert caught.value.diag.constraint_name == "agent_activities_created_at_range"
+        conn.execute("INSERT INTO agent_activities (organization_id, agent_type) VALUES ('org-new', 'x')")
+        rows = conn.execute("SELECT organization_id, count(*) FROM agent_activities GROUP BY 1 ORDER BY 1")
+        assert rows.fetchall() == [("org-new", 1), ("org-ok", 1), ("org-old", 2)]
+
+    # Down past 20261202000001 gives the constraints back, NOT VALID while the old rows are there.
+    write_path = [p for p in files if p.name > LIMITS]
+    for _ in write_path:
+        migrations.migrate_down(url)
+    with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute(SQL_VALIDATED).fetchall() == [
             ("agent_activities_completed_at_range", True),
             ("agent_activities_created_at_range", False),
             ("agent_activities_updated_at_range", False),
         ]
         with pytest.raises(psycopg.errors.CheckViolation) as caught:
-            conn.execute(
-                "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES ('o', 'x', 'infinity')"
-            )
+            conn.execute(INSERT_INFINITY)
         assert caught.value.diag.constraint_name == "agent_activities_created_at_range"
-        conn.execute("INSERT INTO agent_activities (organization_id, agent_type) VALUES ('org-new', 'x')")
-
-    with caplog.at_level(logging.WARNING, logger="pgactivity.server"):
-        server._check_schema(url)
-    assert [r.args for r in caplog.records] == [
-        ("agent_activities_created_at_range", "agent_activities_created_at_range"),
-        ("agent_activities_updated_at_range", "agent_activities_updated_at_range"),
-    ]
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DELETE FROM agent_activities WHERE organization_id = 'org-old'")
-        for name in RANGE_CONSTRAINTS:
-            conn.execute(f"ALTER TABLE agent_activities VALIDATE CONSTRAINT {name}")
-        assert conn.execute(SQL_VALIDATED).fetchall() == [(name, True) for name in RANGE_CONSTRAINTS]
     migrations.migrate_down(url, all_=True)
     assert all(rows == [] for rows in snapshot(url).values())
