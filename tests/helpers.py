@@ -9,7 +9,7 @@ from pgactivity.embedded import bin_dir
 # Lets the guard trigger store out-of-range timestamps, as writes before migration
 # 20261201000002 could: for tests of rows from before the limits.
 ALLOW_OUT_OF_RANGE_TIMESTAMPS = (
-    "CREATE OR REPLACE FUNCTION agent_activities_range_violation(a agent_activities) RETURNS void"
+    "CREATE OR REPLACE FUNCTION agent_activities_check_violation(a agent_activities) RETURNS void"
     " LANGUAGE plpgsql AS 'BEGIN END';"
 )
 

@@ -260,3 +260,41 @@ def test_timestamp_limits_keep_rows_from_before_and_check_every_new_write(empty_
         assert caught.value.diag.constraint_name == "agent_activities_created_at_range"
     migrations.migrate_down(url, all_=True)
     assert all(rows == [] for rows in snapshot(url).values())
+
+
+WRITE_PATH = "20261202000001_write_path.sql"
+
+
+def test_write_path_migration_gives_finished_rows_their_search_text_without_events(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    url = empty_db_url
+    files = migration_files()
+    partial = tmp_path / "migrations"
+    partial.mkdir()
+    for path in files:
+        if path.name < WRITE_PATH:
+            shutil.copy(path, partial / path.name)
+    dbmate(url, partial, "migrate")
+    with psycopg.connect(url, autocommit=True) as conn:
+        running = conn.execute("SELECT agent_activity_start('org-w', 'x', 'runner', NULL, 'cat')").fetchone()
+        done = conn.execute("SELECT agent_activity_start('org-w', 'x', 'builder', NULL, 'nightly')").fetchone()
+        assert running
+        assert done
+        conn.execute("SELECT agent_activity_complete(%s, NULL, 'linked the frobnicator')", (done[0],))
+        before = conn.execute("SELECT id, updated_at FROM agent_activities ORDER BY id").fetchall()
+        events = conn.execute("SELECT count(*) FROM agent_activity_events").fetchone()
+
+    for path in files:
+        shutil.copy(path, partial / path.name)
+    dbmate(url, partial, "migrate")
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT id, updated_at FROM agent_activities ORDER BY id").fetchall() == before
+        assert conn.execute("SELECT count(*) FROM agent_activity_events").fetchone() == events
+        rows = conn.execute("SELECT id, search_text FROM agent_activities ORDER BY created_at").fetchall()
+        assert rows == [(running[0], None), (done[0], "builder linked the frobnicator nightly")]
+        triggers = conn.execute(
+            "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'agent_activities'::regclass"
+            " AND NOT tgisinternal ORDER BY 1"
+        ).fetchall()
+        assert triggers == [("agent_activities_emit_event", "O"), ("agent_activities_guard", "O")]
