@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import sql
+from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from pgactivity.store import SLIM_FIELD_BYTES, SNAPSHOT_BYTES, fit
@@ -112,6 +112,19 @@ LIMIT %(limit)s
 )
 # How many of the newest rows the walk looks at before the trigram index takes over.
 WALK_WINDOW = 3000
+# A q or category the planner expects in at most this many finished activities of the
+# organization goes to the trigram index at once: the index is cheap for it (its cost grows
+# with the matches, a few milliseconds for hundreds) and the walk would not fill a page.
+RARE_ROWS = 2000
+# The planner's estimate of those matches, from the column statistics (pg_trgm's selectivity
+# of the pattern, the organization's share of the table): planning only, no rows read.
+_ESTIMATE = sql.SQL(
+    """
+EXPLAIN (FORMAT JSON)
+SELECT FROM agent_activities AS a
+WHERE a.organization_id = %(org)s{filters}
+"""
+)
 
 SQL_ACTIVITY = """
 SELECT agent_activity_json(a)::text
@@ -260,6 +273,12 @@ class ActivityQuery:
         running = _SEARCH.format(columns=_COLUMNS, filters=_and([*filters, _RUNNING]))
         return _UNION.format(finished=finished, running=running), params
 
+    def estimate_statement(self) -> tuple[sql.Composed, dict[str, object]]:
+        """EXPLAIN of the finished activities the trigram index would find for q and category."""
+        params, used = self._params(SNAPSHOT_BYTES)
+        hints = [sql.SQL(_INDEXED + f" ILIKE %({_TEXTUAL[name]})s") for name in _TEXTUAL if name in used]
+        return _ESTIMATE.format(filters=_and([_FINISHED, *hints])), params
+
     def walk_statement(self, budget: int = SNAPSHOT_BYTES) -> tuple[sql.Composed, sql.Composed, dict[str, object]]:
         """The walk over the newest WALK_WINDOW rows, and the count of those rows."""
         params, used = self._params(budget)
@@ -299,13 +318,14 @@ async def search(pool: AsyncConnectionPool, query: ActivityQuery, *, budget: int
 
     Never a prepared statement: the best plan depends on the values, and after five runs
     PostgreSQL may settle on one generic plan for all of them (a common word then took 1.6 s
-    through the trigram index). With q or category, whose values' frequencies the
-    planner cannot tell, the newest WALK_WINDOW rows are looked at first: a common value
-    fills the page there in a few milliseconds, and only a rarer one goes to the trigram
-    index, where it is cheap."""
+    through the trigram index). With q or category, a value the planner expects in at most
+    RARE_ROWS finished activities goes to the trigram index at once; for any other the
+    newest WALK_WINDOW rows are looked at first: a common value fills the page there in a
+    few milliseconds, and only a rarer one goes on to the trigram index. The estimate only
+    chooses the order: a wrong one costs time, never a row."""
     async with pool.connection() as conn:
         rows: list[tuple[Any, ...]] | None = None
-        if query.textual:
+        if query.textual and await _estimated_matches(conn, query) > RARE_ROWS:
             walk, window, params = query.walk_statement(budget)
             cur = await conn.execute(walk, params, prepare=False)
             rows = await cur.fetchall()
@@ -323,6 +343,16 @@ async def search(pool: AsyncConnectionPool, query: ActivityQuery, *, budget: int
         items = await fit(conn, [(r[1], r[2], r[3]) for r in rows], budget)
     next_cursor = ActivityCursor(rows[-1][0], rows[-1][1]).encode() if more else None
     return Page(items, next_cursor)
+
+
+async def _estimated_matches(conn: AsyncConnection[Any], query: ActivityQuery) -> float:
+    statement, params = query.estimate_statement()
+    cur = await conn.execute(statement, params, prepare=False)
+    row = await cur.fetchone()
+    try:
+        return float(row[0][0]["Plan"]["Plan Rows"]) if row else float("inf")
+    except (LookupError, TypeError, ValueError):
+        return float("inf")  # an unexpected plan: the walk first, as without an estimate
 
 
 async def activity(pool: AsyncConnectionPool, organization_id: str, activity_id: uuid.UUID) -> str | None:

@@ -76,13 +76,18 @@ async def walk(url: str, filters: dict[str, Any], limit: int) -> list[str]:
             )
 
 
-@pytest.mark.parametrize("window", [1, 7, 100_000], ids=["index-path", "both-paths", "walk-path"])
+@pytest.mark.parametrize(
+    ("window", "rare_rows"),
+    [(1, -1), (7, -1), (100_000, -1), (100_000, 10**9)],
+    ids=["index-path", "both-paths", "walk-path", "estimated-rare"],
+)
 def test_every_path_pages_through_exactly_the_matching_rows(
-    db_url: str, window: int, monkeypatch: pytest.MonkeyPatch
+    db_url: str, window: int, rare_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(SEED)
     monkeypatch.setattr(search, "WALK_WINDOW", window)
+    monkeypatch.setattr(search, "RARE_ROWS", rare_rows)
     for filters in CASES:
         want = expected(db_url, filters)
         for limit in (3, 50):
