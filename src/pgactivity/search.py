@@ -261,7 +261,7 @@ class ActivityQuery:
         parameters; fetches limit + 1."""
         params, used = self._params(budget)
         filters = [_FILTERS[name] for name in used]
-        hints = [sql.SQL(_INDEXED + f" ILIKE %({_TEXTUAL[name]})s") for name in _TEXTUAL if name in used]
+        hints = _hints(used)
         if not hints or self.status == "running":
             return _SEARCH.format(columns=_COLUMNS, filters=_and(filters)), params
         if self.status is not None:  # completed or failed: the trigram index holds them
@@ -276,8 +276,7 @@ class ActivityQuery:
     def estimate_statement(self) -> tuple[sql.Composed, dict[str, object]]:
         """EXPLAIN of the finished activities the trigram index would find for q and category."""
         params, used = self._params(SNAPSHOT_BYTES)
-        hints = [sql.SQL(_INDEXED + f" ILIKE %({_TEXTUAL[name]})s") for name in _TEXTUAL if name in used]
-        return _ESTIMATE.format(filters=_and([_FINISHED, *hints])), params
+        return _ESTIMATE.format(filters=_and([_FINISHED, *_hints(used)])), params
 
     def walk_statement(self, budget: int = SNAPSHOT_BYTES) -> tuple[sql.Composed, sql.Composed, dict[str, object]]:
         """The walk over the newest WALK_WINDOW rows, and the count of those rows."""
@@ -285,6 +284,11 @@ class ActivityQuery:
         ranges = _and([_FILTERS[name] for name in used if name in _RANGE])
         others = _and([_FILTERS[name] for name in used if name not in _RANGE])
         return _WALK.format(columns=_COLUMNS, range=ranges, filters=others), _WINDOW_ROWS.format(range=ranges), params
+
+
+def _hints(used: list[str]) -> list[sql.SQL]:
+    """The ILIKE on the trigram index's column that each q or category in use implies."""
+    return [sql.SQL(_INDEXED + f" ILIKE %({_TEXTUAL[name]})s") for name in _TEXTUAL if name in used]
 
 
 def _and(conditions: list[sql.SQL]) -> sql.Composed:

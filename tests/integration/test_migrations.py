@@ -106,6 +106,15 @@ def versions(files: list[Path]) -> list[str]:
     return versions
 
 
+def migrate_up_to(url: str, directory: Path, before: str | None = None) -> None:
+    """Apply the migrations whose files sort before `before` (all when None), from `directory`."""
+    directory.mkdir(exist_ok=True)
+    for path in migration_files():
+        if before is None or path.name < before:
+            shutil.copy(path, directory / path.name)
+    dbmate(url, directory, "migrate")
+
+
 def test_migration_files_follow_dbmate_format() -> None:
     files = migration_files()
     assert len(files) >= 3
@@ -217,21 +226,14 @@ def test_timestamp_limits_keep_rows_from_before_and_check_every_new_write(empty_
     url = empty_db_url
     files = migration_files()
     assert LIMITS in [p.name for p in files]
-    partial = tmp_path / "migrations"
-    partial.mkdir()
-    for path in files:
-        if path.name < LIMITS:
-            shutil.copy(path, partial / path.name)
-    dbmate(url, partial, "migrate")
+    migrate_up_to(url, tmp_path / "migrations", LIMITS)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO agent_activities (organization_id, agent_type, created_at) VALUES "
             "('org-old', 'x', 'infinity'), ('org-old', 'x', '10001-01-01'), ('org-ok', 'x', now())"
         )
 
-    for path in files:
-        shutil.copy(path, partial / path.name)
-    dbmate(url, partial, "migrate")
+    migrate_up_to(url, tmp_path / "migrations")
     assert migrations.applied_versions(url) == versions(files)
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute(SQL_VALIDATED).fetchall() == []  # the guard checks them
@@ -269,13 +271,7 @@ def test_write_path_migration_gives_finished_rows_their_search_text_without_even
     empty_db_url: str, tmp_path: Path
 ) -> None:
     url = empty_db_url
-    files = migration_files()
-    partial = tmp_path / "migrations"
-    partial.mkdir()
-    for path in files:
-        if path.name < WRITE_PATH:
-            shutil.copy(path, partial / path.name)
-    dbmate(url, partial, "migrate")
+    migrate_up_to(url, tmp_path / "migrations", WRITE_PATH)
     with psycopg.connect(url, autocommit=True) as conn:
         running = conn.execute("SELECT agent_activity_start('org-w', 'x', 'runner', NULL, 'cat')").fetchone()
         done = conn.execute("SELECT agent_activity_start('org-w', 'x', 'builder', NULL, 'nightly')").fetchone()
@@ -285,9 +281,7 @@ def test_write_path_migration_gives_finished_rows_their_search_text_without_even
         before = conn.execute("SELECT id, updated_at FROM agent_activities ORDER BY id").fetchall()
         events = conn.execute("SELECT count(*) FROM agent_activity_events").fetchone()
 
-    for path in files:
-        shutil.copy(path, partial / path.name)
-    dbmate(url, partial, "migrate")
+    migrate_up_to(url, tmp_path / "migrations")
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT id, updated_at FROM agent_activities ORDER BY id").fetchall() == before
         assert conn.execute("SELECT count(*) FROM agent_activity_events").fetchone() == events
