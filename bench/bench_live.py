@@ -35,6 +35,7 @@ from machine import load1
 from meters import CpuMeter
 from report import Row, ms, per_s, ratio, simple_table
 from servers import Server
+from writer import APPLICATION_NAME as WRITER_APPLICATION
 from writer import Writer, WriterSpec
 
 PHASES = {"a": (100, 200.0), "b": (1000, 300.0), "c": (1000, 1000.0)}  # clients, writes/s
@@ -57,6 +58,7 @@ COLUMNS = (
     "cpu_clients",
     "cpu_machine",
     "pg_ms_per_event",
+    "pg_writer_ms_per_event",
     "pg_idle_cpu",
     "rss_mb",
     "drain_s",
@@ -138,6 +140,7 @@ def _system_round(
             for phase, written, window, cpu, rss, drained in runs:
                 numbers = analyze(written, STREAM_ORGS, received, window)
                 numbers["pg_ms_per_event"] = 1000 * cpu["postgres_cpu_s"] / max(1, numbers["committed"])
+                numbers["pg_writer_ms_per_event"] = 1000 * cpu["pg_writer_cpu_s"] / max(1, numbers["committed"])
                 numbers["pg_idle_cpu"] = pg_idle
                 out.append(
                     {
@@ -165,10 +168,13 @@ def _phase(
     ctx: Context, kind: str, url: str, server: Server, fleet: Fleet, rate: float, duration: float, warmup: float
 ) -> tuple[Any, tuple[float, float], dict[str, float], int, float]:
     writer = Writer(WriterSpec(kind, url, STREAM_ORGS, rate, duration, next(_token_bases), connections=2))
+    writer_backends = ctx.cluster.backend_pids(WRITER_APPLICATION)
     meter = CpuMeter(
         {
             "server": server.cpu,
             "postgres": ctx.cluster.postgres_cpu,
+            # Part of "postgres": the writer's own backends, which run the write and its triggers.
+            "pg_writer": lambda: meters.cpu_of(writer_backends),
             "clients": lambda: meters.cpu_of(fleet.pids()),
             "writer": lambda: meters.cpu_seconds(writer.pid),
         }
@@ -239,6 +245,11 @@ def _row_d(med: dict[tuple[str, str], dict[str, float]], phases: list[str]) -> R
     ours = [_get(med, PGACTIVITY, p, "pg_ms_per_event") for p in used]
     ratios = [ratio(o, t) for o, t in zip(ours, typ, strict=True)]
     idle = ", ".join(f"{k} {_get(med, k, p, 'pg_idle_cpu'):.1f} %" for k in SYSTEMS for p in used[:1])
+    split = "; ".join(
+        f"({p}) {k} {_get(med, k, p, 'pg_writer_ms_per_event'):.2f} of {_get(med, k, p, 'pg_ms_per_event'):.2f} ms"
+        for p in used
+        for k in SYSTEMS
+    )
     return Row(
         "d",
         " | ".join(f"{v:.2f}" for v in typ) + " ms",
@@ -247,6 +258,8 @@ def _row_d(med: dict[tuple[str, str], dict[str, float]], phases: list[str]) -> R
         ", ".join(f"({p}) {r:.2f}x" for p, r in zip(used, ratios, strict=True)) + " the typical app's",
         details=[
             f"PostgreSQL at rest (2 s with the clients connected, before the writes; median): {idle} of a core; "
-            "the pg_idle_cpu column of row a has every sample"
+            "the pg_idle_cpu column of row a has every sample",
+            f"of it, the writer's own backends (the write, its triggers, its commit; median): {split}; "
+            "the rest is the server's connections (LISTEN, log and snapshot reads) and PostgreSQL's own processes",
         ],
     )

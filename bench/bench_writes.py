@@ -13,6 +13,10 @@ Setups (each measurement on a fresh clone of its template database, after a CHEC
             the state rules are checked by our guard trigger rather than CHECK constraints,
             so the copy checks none of them: it is cheaper than the typical app's table,
             whose four CHECK constraints PostgreSQL re-reads at every statement
+  byref     pgactivity, the same `agent_activity_start` with `pgactivity.notify_max_bytes = 0`
+            set on the database: every NOTIFY carries `{org, seq}` alone, as before the event
+            rode in it (row n: what the larger payload costs a write; the NOTIFY queue is
+            global, so every notifying commit pays for its payload under one lock)
   progress  pgactivity: `agent_activity_progress(id, <new message>, <progress>)` on one of
             1000 running activities, picked at random (row i)
   update    typical app: the plain UPDATE of message and progress its users would write
@@ -60,12 +64,13 @@ COLUMNS_SQL = "organization_id, agent_type, agent_name, session_id, category, in
 SCRIPTS = {
     "start": PICK_ORG + f"SELECT agent_activity_start({VALUES});\n",
     "insert": PICK_ORG + f"INSERT INTO agent_activities ({COLUMNS_SQL}) VALUES ({VALUES});\n",
+    "byref": PICK_ORG + f"SELECT agent_activity_start({VALUES});\n",
     "copy": PICK_ORG + f"INSERT INTO notify_activities ({COLUMNS_SQL}) VALUES ({VALUES});\n",
     "progress": PICK_RUNNING + f"SELECT agent_activity_progress({RUNNING_ID}, {MESSAGE}, :r::bigint % 101);\n",
     "update": PICK_RUNNING + f"UPDATE agent_activities SET message = {MESSAGE}, progress = :r::bigint % 101 "
     f"WHERE id = {RUNNING_ID};\n",
 }
-TEMPLATE_OF = {"start": PGA_TEMPLATE, "copy": PGA_TEMPLATE, "progress": PGA_TEMPLATE}
+TEMPLATE_OF = {"start": PGA_TEMPLATE, "byref": PGA_TEMPLATE, "copy": PGA_TEMPLATE, "progress": PGA_TEMPLATE}
 COPY_SQL = """
 CREATE TABLE notify_activities (LIKE agent_activities INCLUDING ALL);
 """ + NOTIFY_SQL.replace("typical_notify_activity", "notify_activities_notify").replace(
@@ -77,14 +82,19 @@ SELECT md5('run-' || k)::uuid, 'org-' || (1 + k % 100), 'executor', 'executor-hi
        '{INPUT}'::jsonb, '{METADATA}'::jsonb
 FROM generate_series(1, 1000) AS k
 """
-ROW_SETUPS = {"g": ("start", "insert"), "h": ("start", "copy"), "i": ("progress", "update", "start")}
+ROW_SETUPS = {
+    "g": ("start", "insert"),
+    "h": ("start", "copy"),
+    "n": ("start", "byref"),
+    "i": ("progress", "update", "start"),
+}
 
 
 def run(ctx: Context, keys: set[str]) -> list[Row]:
     seconds, rounds = (3.0, 1) if ctx.quick else (3.0, 7)
     setups = sorted({s for k in keys for s in ROW_SETUPS[k]}, key=list(SCRIPTS).index)
     conns = {s: (1, 4) if s in ("progress", "update") else (1, 4, 16) for s in setups}
-    if "i" in keys and not keys & {"g", "h"}:
+    if "i" in keys and not keys & {"g", "h", "n"}:
         conns["start"] = (1, 4)  # row i compares with the starts at 1 and 4 connections
     load_before = load1()
     durability = ctx.durability(True)
@@ -124,6 +134,8 @@ def run(ctx: Context, keys: set[str]) -> list[Row]:
         rows.append(_compare("g", med, "insert", "start", (1, 4, 16), targets.WRITES_FACTOR))
     if "h" in keys:
         rows.append(_compare("h", med, "copy", "start", (1, 4, 16), targets.NOTIFY_COPY_FACTOR))
+    if "n" in keys:
+        rows.append(_compare("n", med, "byref", "start", (1, 4, 16), targets.PAYLOAD_FACTOR))
     if "i" in keys:
         rows.append(_row_i(med))
     for row in rows:
@@ -149,6 +161,9 @@ def _templates(ctx: Context, setups: Sequence[str]) -> None:
 def _measure(ctx: Context, name: str, script: Path, connections: int, seconds: float) -> float:
     url = ctx.cluster.clone("writes_run", TEMPLATE_OF.get(name, TYPICAL_TEMPLATE))
     try:
+        if name == "byref":
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ALTER DATABASE writes_run SET pgactivity.notify_max_bytes = 0")
         if name in ("progress", "update"):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(RUNNING_SQL.encode())

@@ -111,6 +111,12 @@ class Cluster:
         pid = self.postmaster_pid
         return meters.cpu_seconds(pid, exited_children=True) + meters.cpu_of(meters.children_of(pid))
 
+    def backend_pids(self, application_name: str) -> list[int]:
+        """The backends of the connections that gave themselves this application_name."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,))
+            return [int(pid) for (pid,) in rows]
+
     def describe(self) -> dict[str, Any]:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()

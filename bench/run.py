@@ -12,6 +12,7 @@ Rows (names for --only; letters work too):
   f snapshot  12 new clients on an organization with 60 activities of 2 MB
   g writes    pgbench: agent_activity_start vs the typical app's INSERT, 1/4/16 connections
   h notify    pgbench: the same against a copy of agent_activities with only a NOTIFY trigger
+  n payload   pgbench: agent_activity_start, its event inline in the NOTIFY vs by reference
   i progress  pgbench: agent_activity_progress with a new message, 1/4 connections
   j bulk      one transaction of 5k/20k/40k/200k rows for one organization; 20k over 1,000
   k search    GET /api/activities in a 200k-row organization: q, page 1, every filter
@@ -48,7 +49,7 @@ from report import Row
 Runner = Callable[[Context, set[str]], list[Row]]
 # In the order they run: the write rows first, while nothing else of ours is on the machine.
 GROUPS: list[tuple[set[str], Runner]] = [
-    ({"g", "h", "i"}, bench_writes.run),
+    ({"g", "h", "n", "i"}, bench_writes.run),
     ({"j"}, bench_bulk.run),
     ({"k"}, bench_search.run),
     ({"a", "b", "c", "d"}, bench_live.run),
@@ -64,12 +65,13 @@ NAMES = {
     "snapshot": {"f"},
     "writes": {"g"},
     "notify": {"h"},
+    "payload": {"n"},
     "progress": {"i"},
     "bulk": {"j"},
     "search": {"k"},
     "scaleout": {"l"},
     "failover": {"m"},
-    "all": set("abcdefghijklm"),
+    "all": set("abcdefghijklmn"),
 }
 
 

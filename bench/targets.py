@@ -49,6 +49,13 @@ ROWS: dict[str, tuple[str, str, str, str]] = {
         "1,743 / 2,269 (0.63x)",
         ">= 0.8x the NOTIFY-trigger copy (Deliver 1)",
     ),
+    "n": (
+        "the event's ride in the NOTIFY: agent_activity_start with its event inline vs by reference "
+        "(pgactivity.notify_max_bytes = 0: every NOTIFY {org, seq}), pgbench, 1 / 4 / 16 conns",
+        "-",
+        "-",
+        ">= 0.8x the by-reference NOTIFY (Deliver 1: the write cost of the larger payload)",
+    ),
     "i": (
         "progress updates/s (agent_activity_progress, new message), 1 / 4 conns",
         "-",
@@ -90,6 +97,7 @@ IDLE_RETURN = 0.20
 BIG_SNAPSHOT_MB = 200.0
 WRITES_FACTOR = 0.7
 NOTIFY_COPY_FACTOR = 0.8
+PAYLOAD_FACTOR = 0.8
 BULK_FACTOR = 5.0
 SEARCH_MS = 20.0
 SCALEOUT_LOSS = 0.10

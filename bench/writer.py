@@ -38,6 +38,9 @@ START_SQL = {
 }
 
 
+APPLICATION_NAME = "bench-writer"  # how the coordinator finds the writer's backends (row d)
+
+
 @dataclass
 class WriterSpec:
     kind: str  # which START_SQL
@@ -63,7 +66,10 @@ async def _write(conn: Connection, spec: WriterSpec) -> None:
     orgs = array("H", [0]) * total
     statement = START_SQL[spec.kind]
     n_orgs = len(spec.organizations)
-    dbs = [await psycopg.AsyncConnection.connect(spec.url, autocommit=True) for _ in range(spec.connections)]
+    dbs = [
+        await psycopg.AsyncConnection.connect(spec.url, autocommit=True, application_name=APPLICATION_NAME)
+        for _ in range(spec.connections)
+    ]
     queue = await commands(conn)
     conn.send(("ready", None))
     await queue.get()  # "go"
