@@ -15,7 +15,7 @@ import psycopg
 import uvicorn
 from litestar import Litestar
 
-from pgactivity import migrations
+from pgactivity import memory, migrations
 from pgactivity.api.stream import RawSend
 from pgactivity.app import create_app
 from pgactivity.auth import mint_token, new_secret
@@ -162,6 +162,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         app = create_app(settings, runtime)
         if demo:
             add_demo(app, runtime)
+        app.on_startup.append(lambda: memory.settle_gc())  # after the lifespan: what start-up made too
         config = uvicorn.Config(
             RawSend(app),
             host=host,
