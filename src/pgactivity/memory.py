@@ -24,8 +24,8 @@ its routes, the pools: about 80,000 objects that live as long as the process)
 out of every later collection, and collects the youngest generation every
 GC_THRESHOLD0 allocations instead of every 700. With 1000 streams, a full
 collection otherwise walked everything and paused the event loop, and with it
-every stream, for 60 to 180 ms; the young collections ran a hundred times a
-second under load.
+every stream, for 60 to 180 ms (measured with gc.callbacks in the server, 1000
+clients at 1000 events/s); the young collections ran a hundred times a second.
 """
 
 from __future__ import annotations
