@@ -45,6 +45,7 @@ from report import Row, count, ratio, simple_table
 from typical_app import NOTIFY_SQL
 
 PGA_TEMPLATE = "writes_pgactivity"
+RUN_DATABASE = "writes_run"  # the fresh clone each measurement runs on
 TYPICAL_TEMPLATE = "writes_typical"
 INPUT = (
     '{"prompt": "Implement ticket: ' + seed.PROMPT + '", "repo": "acme/service-1", '
@@ -61,10 +62,11 @@ MESSAGE = "'reading src/app/module_' || :k::text || '.py, step ' || :r::text"
 RUNNING_ID = "md5('run-' || :k::text)::uuid"
 
 COLUMNS_SQL = "organization_id, agent_type, agent_name, session_id, category, input_data, metadata"
+START_SCRIPT = PICK_ORG + f"SELECT agent_activity_start({VALUES});\n"
 SCRIPTS = {
-    "start": PICK_ORG + f"SELECT agent_activity_start({VALUES});\n",
+    "start": START_SCRIPT,
     "insert": PICK_ORG + f"INSERT INTO agent_activities ({COLUMNS_SQL}) VALUES ({VALUES});\n",
-    "byref": PICK_ORG + f"SELECT agent_activity_start({VALUES});\n",
+    "byref": START_SCRIPT,  # the same statement; the database differs (see _measure)
     "copy": PICK_ORG + f"INSERT INTO notify_activities ({COLUMNS_SQL}) VALUES ({VALUES});\n",
     "progress": PICK_RUNNING + f"SELECT agent_activity_progress({RUNNING_ID}, {MESSAGE}, :r::bigint % 101);\n",
     "update": PICK_RUNNING + f"UPDATE agent_activities SET message = {MESSAGE}, progress = :r::bigint % 101 "
@@ -159,11 +161,11 @@ def _templates(ctx: Context, setups: Sequence[str]) -> None:
 
 
 def _measure(ctx: Context, name: str, script: Path, connections: int, seconds: float) -> float:
-    url = ctx.cluster.clone("writes_run", TEMPLATE_OF.get(name, TYPICAL_TEMPLATE))
+    url = ctx.cluster.clone(RUN_DATABASE, TEMPLATE_OF.get(name, TYPICAL_TEMPLATE))
     try:
         if name == "byref":
             with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("ALTER DATABASE writes_run SET pgactivity.notify_max_bytes = 0")
+                conn.execute(f"ALTER DATABASE {RUN_DATABASE} SET pgactivity.notify_max_bytes = 0")
         if name in ("progress", "update"):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(RUNNING_SQL.encode())
@@ -174,7 +176,7 @@ def _measure(ctx: Context, name: str, script: Path, connections: int, seconds: f
             ctx.say(f"  {name}: {result.failed} failed transactions")
         return result.tps
     finally:
-        ctx.cluster.drop("writes_run")
+        ctx.cluster.drop(RUN_DATABASE)
 
 
 def _cells(med: dict[tuple[str, int], float], name: str, conns: Sequence[int]) -> str:

@@ -162,7 +162,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         app = create_app(settings, runtime)
         if demo:
             add_demo(app, runtime)
-        app.on_startup.append(lambda: memory.settle_gc())  # after the lifespan: what start-up made too
+        # An on_startup hook runs after the lifespan, so the runtime's pools are frozen too. The
+        # lambda, not settle_gc itself: Litestar passes the app to a hook that takes a parameter.
+        app.on_startup.append(lambda: memory.settle_gc())
         config = uvicorn.Config(
             RawSend(app),
             host=host,
