@@ -7,11 +7,17 @@ read of the log; one that rode in past a gap is held until the read of the
 gap returns, so a large event costs one read, not one for every event that
 came in behind it. Anything else is a reason to read the log after the cursor:
 an event too large to ride along, a seq past the next one (a notification was
-missed), a notification without seq, a reconnect, and every
-`safety_seconds` (a notification that never came costs seconds, not the wait
-for the organization's next write). The log is the truth: a read returns the
-events after the cursor whatever notifications said, and events already
-handed on are skipped, so nothing is lost or repeated.
+missed), a notification without seq, a reconnect, and the periodic safety read
+(a notification that never came costs seconds, not the wait for the
+organization's next write). A missed notification shows itself at the
+organization's next event, as a gap, unless it was the last one: so the
+safety read, every `safety_seconds`, reads the organizations whose cursor has
+not moved since the check before, and a missed last event is found within two
+`safety_seconds`. An organization whose events keep coming is not read again:
+a process that has fallen behind (its notifications queued, not lost) would
+otherwise read from the log what is already on its way. The log is the truth:
+a read returns the events after the cursor whatever notifications said, and
+events already handed on are skipped, so nothing is lost or repeated.
 
 Reads of several organizations go in one query (the store bounds each
 organization's share in events and bytes); an organization whose read
@@ -91,6 +97,7 @@ class LogTail:
         self._due = 0.0
         self._wake = asyncio.Event()
         self._follow_lock = asyncio.Lock()
+        self._checked: dict[str, int] = {}  # the cursors at the last safety check
 
     # -- organizations -----------------------------------------------------------
 
@@ -194,20 +201,30 @@ class LogTail:
 
     # -- reads ---------------------------------------------------------------------
 
+    def _stalled(self) -> list[str]:
+        """The organizations whose cursor has not moved since the last check (one followed since
+        then waits for the next): where a missed last notification would stop a stream. And
+        those whose last client left, to be dropped."""
+        stalled = [
+            org for org, seq in self.cursors.items() if self._checked.get(org) == seq or not self.has_clients(org)
+        ]
+        self._checked = dict(self.cursors)
+        return stalled
+
     async def run(self) -> None:
         """Read the log of organizations that need it, forever. Cancel to stop."""
         retry = Backoff()
         loop = asyncio.get_running_loop()
-        next_safety = loop.time() + self.safety_seconds
+        next_check = loop.time() + self.safety_seconds
         while True:
             try:
-                async with asyncio.timeout(max(0.0, next_safety - loop.time())):
+                async with asyncio.timeout(max(0.0, next_check - loop.time())):
                     await self._wake.wait()
             except TimeoutError:
                 pass
-            if loop.time() >= next_safety:  # the periodic safety read, however busy the tail is
-                next_safety = loop.time() + self.safety_seconds
-                self._dirty.update(self.cursors)
+            if loop.time() >= next_check:  # the periodic safety read, however busy the tail is
+                next_check = loop.time() + self.safety_seconds
+                self._mark(self._stalled())
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
             for org in dirty:

@@ -246,6 +246,60 @@ def test_the_periodic_safety_read_finds_what_no_notification_announced() -> None
     run(body())
 
 
+def test_the_safety_read_leaves_alone_an_organization_whose_events_keep_coming() -> None:
+    # A process that has fallen behind has its notifications queued, not lost: reading the log
+    # of a busy organization at every check would fetch again what is already on its way. A
+    # missed notification there shows itself at the next event, as a gap.
+    async def body() -> None:
+        h = Harness()
+        h.tail.safety_seconds = 0.01
+        await h.tail.follow("a")
+        await h.tail.follow("b")
+        task = asyncio.create_task(h.tail.run())
+        await h.settle()
+        reads_after_follow = len(h.log.reads)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.2  # ten checks
+        while loop.time() < until:
+            (written,) = h.log.write("a")
+            h.notify("a", written.seq)
+            await asyncio.sleep(0.002)
+        h.log.write("b")  # and no notification: b's cursor stands still, so the checks read it
+        while ("b", 1) not in h.published:
+            await asyncio.sleep(0.005)
+        read_orgs = [org for read in h.log.reads[reads_after_follow:] for org in read]
+        assert "b" in read_orgs
+        assert "a" not in read_orgs
+        assert [seq for org, seq in h.published if org == "a"] == list(range(1, len(h.log.log["a"]) + 1))
+        # Once a's events stop, its last one is checked for too: one missed is found.
+        (missed,) = h.log.write("a")
+        while ("a", missed.seq) not in h.published:
+            await asyncio.sleep(0.005)
+        task.cancel()
+
+    run(body())
+
+
+def test_an_organization_whose_clients_left_is_dropped_at_the_check_though_events_keep_coming() -> None:
+    async def body() -> None:
+        h = Harness()
+        h.tail.safety_seconds = 0.01
+        await h.tail.follow("a")
+        task = asyncio.create_task(h.tail.run())
+        await h.settle()
+        h.clients.discard("a")
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 0.2
+        while loop.time() < until and "a" in h.tail.cursors:
+            (written,) = h.log.write("a")
+            h.notify("a", written.seq)
+            await asyncio.sleep(0.002)
+        assert "a" not in h.tail.cursors
+        task.cancel()
+
+    run(body())
+
+
 def test_bursts_are_handed_on_together_and_a_quiet_stream_at_once() -> None:
     async def body() -> None:
         h = Harness()
