@@ -80,6 +80,7 @@ SCRIPT = (
     "jsonb_build_object('bench', '~' || nextval('bench_tokens') || '~', 'model', 'claude-sonnet-4'));\n"
 )
 RELAY_ACTIVE = re.compile(rb"^pgactivity_relay_active (\S+)$", re.M)
+TAIL_COUNTERS = re.compile(rb"^(pgactivity_events_inline_total|pgactivity_log_tail_reads_total) (\S+)$", re.M)
 COLUMNS = (
     "mode",
     "servers",
@@ -91,6 +92,8 @@ COLUMNS = (
     "missing",
     "duplicates",
     "drain_s",
+    "tail_reads",
+    "events_inline",
     "cpu_servers",
     "cpu_nats",
     "cpu_postgres",
@@ -204,6 +207,7 @@ def _setup(ctx: Context, mode: str, n: int, script: Any, seconds: float, rounds:
             }
         )
         cpu: dict[str, float] = {}
+        counters_before = _tail_counters(group.servers)
         for _ in range(rounds):
             ctx.cluster.checkpoint()
             meter.start()
@@ -215,6 +219,7 @@ def _setup(ctx: Context, mode: str, n: int, script: Any, seconds: float, rounds:
             if fleet:
                 drain = max(drain, fleet.drain(max_seconds=180, quiet=2.0))
             ctx.say(f"(scale-out) {mode} {n:>2} servers: {result.tps:,.0f} commits/s, drained in {drain:.1f} s")
+        counters = _tail_counters(group.servers)
         alive = [s for s in group.servers if s.proc is not None and s.proc.poll() is None]
         for dead in (s for s in group.servers if s not in alive):
             ctx.say(f"  server pid {dead.pid} exited with {dead.proc.returncode if dead.proc else '?'}:\n{dead.log()}")
@@ -237,6 +242,10 @@ def _setup(ctx: Context, mode: str, n: int, script: Any, seconds: float, rounds:
             "missing": exact["missing"],
             "duplicates": exact["duplicates"],
             "drain_s": drain,
+            # Over the measured rounds, all processes together: reads of the log by the live tails
+            # (gaps, resyncs, safety reads) and events handed on straight from their notification.
+            "tail_reads": counters[0] - counters_before[0],
+            "events_inline": counters[1] - counters_before[1],
             **{k: v for k, v in cpu.items() if k.startswith("cpu_")},
             "rss_mb_per_server": rss,
             "servers_died": n - len(alive),
@@ -260,6 +269,23 @@ def _settle(group: ServerGroup, idle_share: float = 0.4, limit: float = 90) -> f
         if (group.cpu() - before) / 2 < idle_share:
             break
     return time.monotonic() - started
+
+
+def _tail_counters(servers: Sequence[Server]) -> tuple[int, int]:
+    """pgactivity_log_tail_reads_total and pgactivity_events_inline_total, summed over the servers."""
+    reads = inline = 0
+    for server in servers:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
+                text = resp.read()
+        except OSError:
+            continue
+        for name, value in TAIL_COUNTERS.findall(text):
+            if name.endswith(b"reads_total"):
+                reads += int(float(value))
+            else:
+                inline += int(float(value))
+    return reads, inline
 
 
 def _listen_backends(url: str) -> int:
