@@ -8,7 +8,7 @@ tests/integration/test_live_tail.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pgactivity.events import LogEvent
@@ -246,6 +246,27 @@ def test_the_periodic_safety_read_finds_what_no_notification_announced() -> None
     run(body())
 
 
+async def write_between_checks(h: Harness, org: str, checks: int, *, stop: Callable[[], bool] = lambda: False) -> None:
+    """Write and notify one event of `org` after each of the tail's next `checks` safety checks,
+    so its cursor moves between any two of them whatever the machine's timing."""
+    seen = [0]
+    stalled = h.tail._stalled
+
+    def counted() -> list[str]:
+        seen[0] += 1
+        return stalled()
+
+    h.tail._stalled = counted  # type: ignore[method-assign]
+    for k in range(1, checks + 1):
+        while seen[0] < k:
+            await asyncio.sleep(0.001)
+        if stop():
+            break
+        (written,) = h.log.write(org)
+        h.notify(org, written.seq)
+    h.tail._stalled = stalled  # type: ignore[method-assign]
+
+
 def test_the_safety_read_leaves_alone_an_organization_whose_events_keep_coming() -> None:
     # A process that has fallen behind has its notifications queued, not lost: reading the log
     # of a busy organization at every check would fetch again what is already on its way. A
@@ -258,15 +279,10 @@ def test_the_safety_read_leaves_alone_an_organization_whose_events_keep_coming()
         task = asyncio.create_task(h.tail.run())
         await h.settle()
         reads_after_follow = len(h.log.reads)
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 0.2  # ten checks
-        while loop.time() < until:
-            (written,) = h.log.write("a")
-            h.notify("a", written.seq)
-            await asyncio.sleep(0.002)
-        h.log.write("b")  # and no notification: b's cursor stands still, so the checks read it
-        while ("b", 1) not in h.published:
-            await asyncio.sleep(0.005)
+        h.log.write("b")  # and no notification: b's cursor stands still, so a check reads it
+        await write_between_checks(h, "a", 10)
+        await h.settle()
+        assert ("b", 1) in h.published
         read_orgs = [org for read in h.log.reads[reads_after_follow:] for org in read]
         assert "b" in read_orgs
         assert "a" not in read_orgs
@@ -288,12 +304,8 @@ def test_an_organization_whose_clients_left_is_dropped_at_the_check_though_event
         task = asyncio.create_task(h.tail.run())
         await h.settle()
         h.clients.discard("a")
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 0.2
-        while loop.time() < until and "a" in h.tail.cursors:
-            (written,) = h.log.write("a")
-            h.notify("a", written.seq)
-            await asyncio.sleep(0.002)
+        await write_between_checks(h, "a", 3, stop=lambda: "a" not in h.tail.cursors)
+        await h.settle()
         assert "a" not in h.tail.cursors
         task.cancel()
 
