@@ -275,12 +275,7 @@ def _tail_counters(servers: Sequence[Server]) -> tuple[int, int]:
     """pgactivity_log_tail_reads_total and pgactivity_events_inline_total, summed over the servers."""
     reads = inline = 0
     for server in servers:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
-                text = resp.read()
-        except OSError:
-            continue
-        for name, value in TAIL_COUNTERS.findall(text):
+        for name, value in TAIL_COUNTERS.findall(_metrics(server, timeout=5)):
             if name.endswith(b"reads_total"):
                 reads += int(float(value))
             else:
@@ -309,13 +304,18 @@ def _cpus(cpus: frozenset[int]) -> str:
 # -- (m) the relay killed ------------------------------------------------------------
 
 
-def _is_relay(server: Server) -> bool:
+def _metrics(server: Server, timeout: float) -> bytes:
+    """The server's /metrics text; empty if it does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=2) as resp:
-            found = RELAY_ACTIVE.search(resp.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=timeout) as resp:
+            return bytes(resp.read())
     except OSError:
-        return False
-    return bool(found) and float(found.group(1)) == 1  # type: ignore[union-attr]
+        return b""
+
+
+def _is_relay(server: Server) -> bool:
+    found = RELAY_ACTIVE.search(_metrics(server, timeout=2))
+    return found is not None and float(found.group(1)) == 1
 
 
 def _wait_for_relay(servers: Sequence[Server], timeout: float) -> tuple[Server, float]:
