@@ -2,10 +2,10 @@
 
 -- What a start or a progress update costs PostgreSQL's CPU, counted rather than
 -- timed (issue 12, rows d, g, h): valgrind's callgrind on a single-user backend
--- running 1,000 prepared agent_activity_start calls, 584,600 instructions a
--- write before this migration, 537,600 after (-8 %); agent_activity_progress
--- 564,100 -> 514,600 (-9 %). The typical app's INSERT with its NOTIFY trigger
--- is 329,300. PL/pgSQL sets up every expression it evaluates again in each
+-- running 1,000 prepared agent_activity_start calls (bench/instructions.py),
+-- 586,000 instructions a write before this migration, 540,200 after (-8 %);
+-- agent_activity_progress 564,100 -> 516,300 (-8 %). The typical app's INSERT
+-- with its NOTIFY trigger is 329,200. PL/pgSQL sets up every expression it evaluates again in each
 -- transaction (its simple-expression state lives for one transaction), and
 -- runs a PERFORM as a whole query through the executor, so what a one-write
 -- transaction pays for is mostly the number of statements and expressions its
