@@ -37,16 +37,15 @@ from cluster import Cluster
 from pgactivity.embedded import SYSTEM_USER, bin_dir
 
 N0, N1 = 300, 1300
-# The pgbench scripts' statements, prepared, with pgbench's variables as parameters.
-VALUES = bench_writes.VALUES.replace(":org::text", "$1::text").replace(":s::text", "$2::text")
-MESSAGE = "'reading src/app/module_' || $1::text || '.py, step ' || $2::text"
+# bench_writes.py's pgbench scripts, each a prepared statement: its last line, with pgbench's
+# two variables (the organization or running activity, and the random number) as $1 and $2.
+PGBENCH_VARIABLE = re.compile(r"(?<!:):(org|k|s|r)\b")
 PREPARE = {
-    "start": f"SELECT agent_activity_start({VALUES})",
-    "insert": f"INSERT INTO agent_activities ({bench_writes.COLUMNS_SQL}) VALUES ({VALUES})",
-    "copy": f"INSERT INTO notify_activities ({bench_writes.COLUMNS_SQL}) VALUES ({VALUES})",
-    "progress": f"SELECT agent_activity_progress(md5('run-' || $1::text)::uuid, {MESSAGE}, $2::bigint % 101)",
-    "update": f"UPDATE agent_activities SET message = {MESSAGE}, progress = $2::bigint % 101 "
-    "WHERE id = md5('run-' || $1::text)::uuid",
+    setup: PGBENCH_VARIABLE.sub(lambda m: "$1" if m.group(1) in ("org", "k") else "$2", script.splitlines()[-1])
+    .strip()
+    .rstrip(";")
+    for setup, script in bench_writes.SCRIPTS.items()
+    if setup != "byref"  # start's statement on another database: bench_writes measures it, not this
 }
 ON_RUNNING = ("progress", "update")  # these update 1000 running activities (bench_writes.RUNNING_SQL)
 

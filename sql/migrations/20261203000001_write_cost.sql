@@ -5,11 +5,11 @@
 -- running 1,000 prepared agent_activity_start calls (bench/instructions.py),
 -- 586,000 instructions a write before this migration, 540,200 after (-8 %);
 -- agent_activity_progress 564,100 -> 516,300 (-8 %). The typical app's INSERT
--- with its NOTIFY trigger is 329,200. PL/pgSQL sets up every expression it evaluates again in each
--- transaction (its simple-expression state lives for one transaction), and
--- runs a PERFORM as a whole query through the executor, so what a one-write
--- transaction pays for is mostly the number of statements and expressions its
--- triggers go through, not what they compute:
+-- with its NOTIFY trigger is 329,200. PL/pgSQL sets up every expression it
+-- evaluates again in each transaction (its simple-expression state lives for
+-- one transaction), and runs a PERFORM as a whole query through the executor,
+-- so what a one-write transaction pays for is mostly the number of statements
+-- and expressions its triggers go through, not what they compute:
 --
 -- 1. The emit trigger takes the organization's lock and sends its NOTIFY as
 --    expressions rather than PERFORM queries, builds the NOTIFY's head once,
